@@ -126,7 +126,5 @@ def _to_full_width(text: str) -> str:
         if piece in TYPED_TOKENS:
             out.append(piece)
         else:
-            out.append(
-                "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in piece)
-            )
+            out.append("".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in piece))
     return "".join(out)

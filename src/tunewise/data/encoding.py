@@ -56,11 +56,8 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
             f"{source}: cannot decode as text: not UTF-8 (first bad byte at offset "
             f"{utf8_error.start}), and no other encoding fits. Save the file as UTF-8."
         )
-    encoding = best.encoding.lower().replace("-", "").replace("_", "")
-    if encoding in _GB_FAMILY:
-        encoding = "gb18030"
-    else:
-        encoding = best.encoding
+    family = best.encoding.lower().replace("-", "").replace("_", "")
+    encoding = "gb18030" if family in _GB_FAMILY else best.encoding
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError as err:  # charset-normalizer guessed from a sample only

@@ -101,9 +101,7 @@ class LabelMap:
         if all(isinstance(v, dict) for v in raw.values()):
             rules = {str(k): _str_map(v, path) for k, v in raw.items()}
         elif any(isinstance(v, dict) for v in raw.values()):
-            raise DataError(
-                f"{path}: mix of per-file sections and plain label entries; use one form"
-            )
+            raise DataError(f"{path}: mix of per-file sections and plain label entries; use one form")
         else:
             rules = {"*": _str_map(raw, path)}
         return cls(rules)
@@ -112,9 +110,9 @@ class LabelMap:
         """Return ``(known, mapped_label)`` for ``label`` read from file ``source``."""
         name = Path(source).name
         for pattern, mapping in self.rules.items():
-            if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(source, pattern):
-                if label in mapping:
-                    return True, mapping[label]
+            matches_file = fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(source, pattern)
+            if matches_file and label in mapping:
+                return True, mapping[label]
         return False, None
 
 
@@ -183,9 +181,7 @@ def load_file(
         result = _load_label_tab_text(decoded.text, source, require_labels)
     else:
         delimiter = "\t" if fmt == "tsv" else ","
-        result = _load_delimited(
-            decoded.text, source, delimiter, text_column, label_column, require_labels
-        )
+        result = _load_delimited(decoded.text, source, delimiter, text_column, label_column, require_labels)
     result.encodings[source] = decoded.encoding
     result.formats[source] = fmt
     return result
@@ -210,13 +206,9 @@ def load_data(
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-        )
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
         if not files:
-            raise DataError(
-                f"{path}: folder has no data files (looked for {', '.join(SUPPORTED_SUFFIXES)})"
-            )
+            raise DataError(f"{path}: folder has no data files (looked for {', '.join(SUPPORTED_SUFFIXES)})")
     else:
         files = [path]
     result = LoadResult()
@@ -245,9 +237,7 @@ def _apply_label_map(result: LoadResult, label_map: LabelMap) -> LoadResult:
             continue
         known, mapped = label_map.lookup(ex.source, ex.label)
         if not known:
-            problems.append(
-                Problem(ex.source, ex.line, f"label {ex.label!r} is not in the label map")
-            )
+            problems.append(Problem(ex.source, ex.line, f"label {ex.label!r} is not in the label map"))
         elif mapped is None:
             problems.append(Problem(ex.source, ex.line, f"label {ex.label!r} dropped by label map"))
         else:
@@ -265,8 +255,7 @@ def _check_row(
         return Problem(
             source,
             line,
-            f"text is {len(text):,} characters (limit {MAX_TEXT_CHARS:,}); "
-            "probably an unclosed quote",
+            f"text is {len(text):,} characters (limit {MAX_TEXT_CHARS:,}); probably an unclosed quote",
         )
     if label is not None:
         label = str(label).strip()
@@ -322,9 +311,7 @@ def _load_delimited(
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != width:
-            result.problems.append(
-                Problem(source, start, f"expected {width} fields, found {len(row)}")
-            )
+            result.problems.append(Problem(source, start, f"expected {width} fields, found {len(row)}"))
             continue
         label = row[label_idx] if label_idx is not None else None
         item = _check_row(row[text_idx], label, source, start, require_labels)

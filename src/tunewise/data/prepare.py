@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunewise.data.loading import DataError, Example, LabelMap, Problem, load_data
-from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
+from tunewise.data.normalize import SmsNormalizer
 from tunewise.data.split import (
     SPLITS,
     LeakPair,
@@ -124,9 +124,7 @@ def prepare_data(
         >>> data.report.print()  # doctest: +SKIP
     """
     normalizer = normalizer or SmsNormalizer()
-    loaded = load_data(
-        path, text_column=text_column, label_column=label_column, label_map=label_map
-    )
+    loaded = load_data(path, text_column=text_column, label_column=label_column, label_map=label_map)
     if not loaded.examples:
         detail = f"; first problem: {loaded.problems[0]}" if loaded.problems else ""
         raise DataError(f"{path}: no usable labelled rows{detail}")

@@ -49,9 +49,7 @@ def deduplicate(examples: list[Example], normalized: list[str]) -> Deduplicated:
     for ex, norm in zip(examples, normalized, strict=True):
         if len(labels_of[norm]) > 1:
             others = sorted(str(x) for x in labels_of[norm] if x != ex.label)
-            conflicts.append(
-                Problem(ex.source, ex.line, f"same text also labelled {', '.join(others)}")
-            )
+            conflicts.append(Problem(ex.source, ex.line, f"same text also labelled {', '.join(others)}"))
             continue
         if norm in seen:
             duplicates += 1
@@ -77,9 +75,7 @@ def stratified_split(
     counts = Counter(labels)
     too_few = {lab: n for lab, n in counts.items() if n < 3}
     if too_few and (dev_f > 0 and test_f > 0):
-        raise DataError(
-            f"labels with fewer than 3 examples cannot be split into train/dev/test: {too_few}"
-        )
+        raise DataError(f"labels with fewer than 3 examples cannot be split into train/dev/test: {too_few}")
     index = np.arange(len(labels))
     y = np.asarray(labels)
     if test_f > 0:
@@ -115,7 +111,8 @@ def near_duplicate_leaks(
     for tens of thousands of messages.
 
     Example:
-        >>> near_duplicate_leaks(["您的快递已到菜鸟驿站请取件"], {"dev": ["您的快递已到菜鸟驿站请及时取件"]}, 0.5)[0].split
+        >>> train = ["您的快递已到菜鸟驿站请取件"]
+        >>> near_duplicate_leaks(train, {"dev": ["您的快递已到菜鸟驿站请及时取件"]}, 0.5)[0].split
         'dev'
     """
     if not train_texts:

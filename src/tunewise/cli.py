@@ -1,0 +1,340 @@
+"""The ``tunewise`` command line. Each command is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tunewise import __version__
+
+app = typer.Typer(
+    help="Fine-tune or train from scratch: recipes, one training loop, measured comparisons.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+recipes_app = typer.Typer(help="List and show training recipes.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+# soft_wrap: log lines stay one line each when stderr is a file or a CI log
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error[/]: {message}")
+    raise typer.Exit(code)
+
+
+def _user_errors():
+    """The exceptions that mean "your input is wrong": shown as one clear line, no traceback."""
+    from tunewise.data.encoding import EncodingError
+    from tunewise.data.loading import DataError
+    from tunewise.models.build import ModelError
+    from tunewise.recipes.schema import RecipeError
+    from tunewise.training.freeze import FreezeError
+
+    return (DataError, EncodingError, ModelError, RecipeError, FreezeError, FileNotFoundError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tunewise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """tunewise: decide between fine-tuning and training from scratch, with numbers."""
+    from transformers.utils import logging as hf_logging
+
+    # our own progress bars say what is happening; transformers' per-file bars are noise here
+    hf_logging.disable_progress_bar()
+
+
+def _parse_split(split: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in split.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or abs(sum(parts) - 1) > 1e-6 or min(parts) < 0:
+        _fail(f"--split takes three fractions train,dev,test that sum to 1, got {split!r}")
+    return parts  # type: ignore[return-value]
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(
+        ..., "--data", help="A CSV/TSV/JSONL/label<TAB>text file, or a folder of them."
+    ),
+    recipe: str = typer.Option(
+        ..., "--recipe", help="Built-in recipe name (see `tunewise recipes list`) or a YAML file."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Output model directory."),
+    pretrained: str | None = typer.Option(
+        None, "--pretrained", help="Hub id or local directory of a pretrained encoder."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation, order and augmentation."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Override the recipe's total epochs (stages scale)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    label_fraction: float = typer.Option(
+        1.0, "--label-fraction", help="Train on this stratified fraction of the training labels."
+    ),
+    split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,dev,test fractions."),
+    text_column: str | None = typer.Option(
+        None, "--text-column", help="Name of the text column if not a common one."
+    ),
+    label_column: str | None = typer.Option(
+        None, "--label-column", help="Name of the label column if not a common one."
+    ),
+    label_map: Path | None = typer.Option(
+        None, "--label-map", help="YAML mapping each source's labels onto one taxonomy."
+    ),
+    to_simplified: bool = typer.Option(
+        False, "--to-simplified", help="Convert traditional to simplified Chinese (OpenCC)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Override the recipe's batch size."),
+    max_length: int | None = typer.Option(
+        None, "--max-length", help="Override the recipe's max tokens per text."
+    ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow checkpoints that run their own code."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Plain log lines, no progress bars."),
+) -> None:
+    """Train a classifier with a recipe; writes a Hugging Face model directory to --out."""
+    from tunewise.data.normalize import NormalizerConfig
+    from tunewise.recipes.schema import load_recipe
+    from tunewise.training.run import TrainOptions, train_model
+
+    try:
+        spec = load_recipe(recipe)
+        if epochs is not None:
+            spec = spec.with_epochs(epochs)
+        if batch_size is not None:
+            spec = spec.model_copy(update={"batch_size": batch_size})
+        if max_length is not None:
+            spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_length": max_length})})
+        outcome = train_model(
+            TrainOptions(
+                data=data,
+                recipe=spec,
+                out=out_dir,
+                pretrained=pretrained,
+                seed=seed,
+                resume=resume,
+                label_fraction=label_fraction,
+                split=_parse_split(split),
+                text_column=text_column,
+                label_column=label_column,
+                label_map=label_map,
+                normalizer=NormalizerConfig(to_simplified=to_simplified),
+                trust_remote_code=trust_remote_code,
+                show_progress=not no_progress,
+            ),
+            console=err,
+        )
+    except _user_errors() as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail(
+            "interrupted; the last finished epoch is checkpointed: "
+            "continue with the same command plus --resume",
+            130,
+        )
+    dev = outcome.dev_metrics
+    out.print(
+        json.dumps(
+            {
+                "out": str(outcome.out),
+                "dev_macro_f1": dev["macro_f1"],
+                "dev_accuracy": dev["accuracy"],
+                "best_epoch": dev["epoch"],
+                "wall_time_s": round(outcome.fit.wall_time_s, 1),
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="Model directory written by `tunewise train`."),
+    data: Path = typer.Option(..., "--data", help="Labelled data file or folder."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Where to write metrics.json (default: the model directory)."
+    ),
+    split: str = typer.Option(
+        "auto",
+        "--split",
+        help="auto (the held-out test split when the data is the training data), all, train, dev or test.",
+    ),
+    text_column: str | None = typer.Option(None, "--text-column"),
+    label_column: str | None = typer.Option(None, "--label-column"),
+    label_map: Path | None = typer.Option(None, "--label-map"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+) -> None:
+    """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG."""
+    from tunewise.evaluation import evaluate_model
+
+    if split not in ("auto", "all", "train", "dev", "test"):
+        _fail(f"--split must be auto, all, train, dev or test; got {split!r}")
+    try:
+        metrics = evaluate_model(
+            model,
+            data,
+            out_dir,
+            split=split,
+            text_column=text_column,  # type: ignore[arg-type]
+            label_column=label_column,
+            label_map=label_map,
+            batch_size=batch_size,
+        )
+    except _user_errors() as e:
+        _fail(str(e))
+    table = Table(title=f"{metrics['selection']}")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for lab, row in metrics["per_class"].items():
+        table.add_row(
+            lab, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"])
+        )
+    err.print(table)
+    target = out_dir or model
+    err.print(
+        f"accuracy {metrics['accuracy']:.4f} · macro-F1 {metrics['macro_f1']:.4f} · "
+        f"n={metrics['n']} → {target}/metrics.json"
+    )
+    out.print(json.dumps({k: metrics[k] for k in ("split", "n", "accuracy", "macro_f1")}, ensure_ascii=False))
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", help="Model directory written by `tunewise train`."),
+    text: str | None = typer.Option(None, "--text", help="One message to classify."),
+    input_file: Path | None = typer.Option(
+        None, "--input", help="File of messages (any supported format; labels optional)."
+    ),
+    output_file: Path | None = typer.Option(
+        None, "--output", help="Where to write predictions: .csv or .jsonl."
+    ),
+    text_column: str | None = typer.Option(None, "--text-column"),
+    long_text: str = typer.Option(
+        "window",
+        "--long-text",
+        help="Texts over the model's limit: 'window' (average sliding windows) or 'truncate'.",
+    ),
+    batch_size: int = typer.Option(64, "--batch-size"),
+) -> None:
+    """Classify one text (--text) or a file (--input … --output …)."""
+    from tunewise.data.loading import load_data
+    from tunewise.inference import Predictor
+
+    if (text is None) == (input_file is None):
+        _fail("give exactly one of --text TEXT or --input FILE")
+    if input_file is not None and output_file is None:
+        _fail("--input needs --output FILE (.csv or .jsonl)")
+    if output_file is not None and output_file.suffix.lower() not in (".csv", ".jsonl"):
+        _fail(f"--output must end in .csv or .jsonl, got {output_file.name!r}")
+    if long_text not in ("window", "truncate"):
+        _fail(f"--long-text must be 'window' or 'truncate', got {long_text!r}")
+    try:
+        predictor = Predictor(model, batch_size=batch_size, long_text=long_text)  # type: ignore[arg-type]
+        if text is not None:
+            if not text.strip():
+                _fail("--text is empty")
+            result = predictor.predict([text])[0]
+            out.print(json.dumps(result.to_dict(), ensure_ascii=False))
+            return
+        loaded = load_data(input_file, text_column=text_column, require_labels=False)  # type: ignore[arg-type]
+        for problem in loaded.problems[:10]:
+            err.print(f"[yellow]skipped[/] {problem}")
+        texts = [e.text for e in loaded.examples]
+        if not texts:
+            _fail(f"{input_file}: no texts to classify")
+        with Progress(
+            TextColumn("predicting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("predict", total=predictor.count_pieces(texts))
+            results = predictor.predict(texts, progress=lambda n: progress.advance(task, n))
+    except _user_errors() as e:
+        _fail(str(e))
+    _write_predictions(output_file, results, predictor.labels)  # type: ignore[arg-type]
+    windowed = sum(r.handling != "full" for r in results)
+    err.print(
+        f"wrote {len(results):,} predictions to {output_file}"
+        + (f" ({windowed} long texts handled by {long_text})" if windowed else "")
+        + (f"; {len(loaded.problems)} rows skipped" if loaded.problems else "")
+    )
+
+
+def _write_predictions(path: Path, results, labels: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".jsonl":
+        with path.open("w", encoding="utf-8") as f:
+            for r in results:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        return
+    # utf-8-sig so Excel, the tool most users open a CSV with, shows the Chinese correctly
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels], "tokens", "long_text"])
+        for r in results:
+            writer.writerow(
+                [r.text, r.label, *[f"{r.probabilities[lab]:.6f}" for lab in labels], r.tokens, r.handling]
+            )
+
+
+@recipes_app.command("list")
+def recipes_list() -> None:
+    """List the built-in recipes."""
+    from tunewise.recipes.schema import builtin_recipes, load_recipe
+
+    table = Table(title="Built-in recipes")
+    for col in ("name", "init", "model", "optimizer", "epochs", "stages", "augmentation", "description"):
+        table.add_column(col)
+    for name in builtin_recipes():
+        r = load_recipe(name)
+        table.add_row(
+            name,
+            r.model.init,
+            r.model.architecture,
+            f"{r.optimizer.name} {r.optimizer.lr:g}",
+            str(r.total_epochs()),
+            " → ".join(s.name for s in r.resolved_stages()),
+            r.augmentation,
+            r.description,
+        )
+    out.print(table)
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="Built-in recipe name or YAML file.")) -> None:
+    """Print a recipe as complete YAML (every field, defaults filled in)."""
+    from tunewise.recipes.schema import load_recipe
+
+    try:
+        recipe = load_recipe(name)
+    except _user_errors() as e:
+        _fail(str(e))
+    sys.stdout.write(recipe.to_yaml())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,196 @@
+"""``tunewise evaluate``: score a saved model on labelled data; write ``metrics.json`` and a
+confusion-matrix PNG.
+
+When the data is the file the model was trained on, only its held-out test split is
+scored (found through ``split.json``), so a model is never graded on its training texts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tunewise.data.loading import DataError, load_data
+from tunewise.data.split import text_key
+from tunewise.inference import Predictor
+from tunewise.metrics import classification_metrics
+from tunewise.training.checkpoint import write_json_atomic
+from tunewise.training.run import SPLIT_FILE
+
+SplitChoice = Literal["auto", "all", "train", "dev", "test"]
+
+
+@dataclass
+class EvaluationData:
+    texts: list[str]
+    label_ids: list[int]
+    split: str
+    note: str
+
+
+def select_examples(
+    predictor: Predictor,
+    data: str | Path,
+    split: SplitChoice = "auto",
+    *,
+    model_dir: str | Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_map: str | Path | None = None,
+) -> EvaluationData:
+    """Load labelled data and pick the rows to score (see module docstring)."""
+    loaded = load_data(data, text_column=text_column, label_column=label_column, label_map=label_map)
+    index = {lab: i for i, lab in enumerate(predictor.labels)}
+    unknown: dict[str, str] = {}
+    for ex in loaded.examples:
+        if ex.label not in index:
+            unknown.setdefault(str(ex.label), ex.where)
+    if unknown:
+        listed = ", ".join(f"{lab!r} (first at {where})" for lab, where in list(unknown.items())[:5])
+        raise DataError(
+            f"labels the model does not know: {listed}. The model knows {predictor.labels}; "
+            "map them with --label-map."
+        )
+    seen: set[str] = set()
+    rows = []
+    for ex in loaded.examples:
+        norm = predictor.normalizer(ex.text)
+        key = text_key(norm, ex.label)
+        if norm and key not in seen:  # score each distinct message once, as training did
+            seen.add(key)
+            rows.append((ex.text, index[ex.label], key))
+    split_file = Path(model_dir) / SPLIT_FILE
+    stored = json.loads(split_file.read_text(encoding="utf-8")) if split_file.is_file() else {}
+    if split == "all":
+        chosen, note = rows, "all rows"
+    elif split == "auto":
+        test = set(stored.get("test", []))
+        in_test = [r for r in rows if r[2] in test]
+        train = set(stored.get("train", []))
+        if in_test:
+            chosen = in_test
+            note = f"held-out test split of the training data ({len(in_test)} of {len(rows)} rows)"
+        else:
+            chosen = rows
+            overlap = sum(r[2] in train for r in rows)
+            note = "all rows (not the data the model was trained on)"
+            if overlap:
+                note += f"; warning: {overlap} rows were in the training split"
+        split = "test" if in_test else "all"
+    else:
+        if split not in stored:
+            raise DataError(f"{split_file}: no stored '{split}' split to select (is this a tunewise model?)")
+        wanted = set(stored[split])
+        chosen = [r for r in rows if r[2] in wanted]
+        note = f"stored {split} split ({len(chosen)} rows)"
+        if not chosen:
+            raise DataError(f"none of the rows of {data} belong to the model's {split} split")
+    if not chosen:
+        raise DataError(f"{data}: no rows to evaluate")
+    return EvaluationData([r[0] for r in chosen], [r[1] for r in chosen], split, note)
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    data: str | Path,
+    out: str | Path | None = None,
+    *,
+    split: SplitChoice = "auto",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_map: str | Path | None = None,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Evaluate ``model_dir`` on ``data``; write ``metrics.json`` + ``confusion_matrix.png``.
+
+    Example:
+        >>> m = evaluate_model("runs/finetune", "../shared/data/telecom_fraud_5")  # doctest: +SKIP
+        >>> sorted(m)[:3]
+        ['accuracy', 'confusion_matrix', 'data']
+    """
+    predictor = Predictor(model_dir, batch_size=batch_size)
+    chosen = select_examples(
+        predictor,
+        data,
+        split,
+        model_dir=model_dir,
+        text_column=text_column,
+        label_column=label_column,
+        label_map=label_map,
+    )
+    probs, _, handling = predictor.predict_proba(chosen.texts, progress)
+    metrics = classification_metrics(chosen.label_ids, probs.argmax(1).tolist(), predictor.labels)
+    metrics.update(
+        {
+            "split": chosen.split,
+            "selection": chosen.note,
+            "model": str(model_dir),
+            "data": str(data),
+            "long_texts_windowed": sum(h.startswith("windows") for h in handling),
+        }
+    )
+    out = Path(out) if out is not None else Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", metrics)
+    plot_confusion_matrix(metrics, out / "confusion_matrix.png")
+    return metrics
+
+
+def plot_confusion_matrix(metrics: dict, path: Path) -> None:
+    """Row-normalised confusion matrix with counts, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib import font_manager
+
+    labels = metrics["labels"]
+    cm = np.asarray(metrics["confusion_matrix"], dtype=float)
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    cjk = _cjk_font(font_manager)
+    needs_cjk = any(ord(c) > 0x2E80 for lab in labels for c in lab)
+    # Without a CJK font, Chinese labels would render as boxes: number them instead and
+    # leave the names to metrics.json.
+    ticks = labels if (cjk or not needs_cjk) else [f"#{i}" for i in range(len(labels))]
+    size = max(4.0, 0.9 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if rows[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
+    font = {"fontproperties": font_manager.FontProperties(fname=cjk)} if cjk else {}
+    ax.set_xticks(range(len(labels)), ticks, rotation=45, ha="right", **font)
+    ax.set_yticks(range(len(labels)), ticks, **font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(
+        f"accuracy {metrics['accuracy']:.3f} · macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
+    )
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _cjk_font(font_manager) -> str | None:
+    for f in font_manager.findSystemFonts():
+        name = Path(f).name.lower()
+        if any(
+            k in name
+            for k in ("notosanscjk", "notoserifcjk", "wqy", "simhei", "droidsansfallback", "sourcehansans")
+        ):
+            return f
+    return None

@@ -1,0 +1,276 @@
+"""Recipes: the whole training regime as data, validated with errors that say where.
+
+A recipe answers the note's questions — how is the model initialised, what is frozen,
+which learning rate for which parameters, in which stages, for how many epochs, with
+how much augmentation — so two regimes differ only in their YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunewise.data.encoding import read_text
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+class RecipeError(ValueError):
+    """A recipe file is not valid; the message lists every problem with its field path."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo like ``learning_rate`` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class HeadSpec(_Strict):
+    """The task head put on top of the encoder.
+
+    ``linear`` keeps the architecture's own classifier (loadable by plain transformers);
+    ``mlp`` is the note's ``Linear -> ReLU -> Dropout -> Linear``.
+    """
+
+    type: Literal["linear", "mlp"] = "linear"
+    hidden_size: Annotated[int, Field(gt=0)] = 256
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
+
+
+class TextCNNSpec(_Strict):
+    """Kim (2014) TextCNN hyper-parameters, used when ``architecture: textcnn``."""
+
+    embedding_dim: Annotated[int, Field(gt=0)] = 128
+    num_filters: Annotated[int, Field(gt=0)] = 128
+    kernel_sizes: list[Annotated[int, Field(gt=0)]] = [2, 3, 4, 5]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    vocab_size: Annotated[int, Field(gt=10)] = 8000
+
+
+class ModelSpec(_Strict):
+    init: Literal["pretrained", "random"] = "pretrained"
+    architecture: Literal["auto", "textcnn"] = "auto"
+    head: HeadSpec = HeadSpec()
+    textcnn: TextCNNSpec = TextCNNSpec()
+    max_length: Annotated[int, Field(ge=8, le=8192)] = 256
+
+    @model_validator(mode="after")
+    def _textcnn_is_random(self) -> ModelSpec:
+        if self.architecture == "textcnn" and self.init == "pretrained":
+            raise ValueError("architecture 'textcnn' has no pretrained weights; use init: random")
+        return self
+
+
+class OptimizerSpec(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.999,
+    )
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    amsgrad: bool = False
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9  # SGD only
+
+
+class ParamGroupSpec(_Strict):
+    """Parameters whose module name matches ``modules`` (glob patterns) get their own LR."""
+
+    modules: list[str]
+    lr: Annotated[float, Field(gt=0)] | None = None
+    lr_scale: Annotated[float, Field(gt=0)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_lr(self) -> ParamGroupSpec:
+        if self.lr is not None and self.lr_scale is not None:
+            raise ValueError("give either lr or lr_scale, not both")
+        return self
+
+
+class PlateauSpec(_Strict):
+    name: Literal["plateau"]
+    mode: Literal["min", "max"] = "max"
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    patience: Annotated[int, Field(ge=0)] = 2
+    min_lr: Annotated[float, Field(ge=0)] = 1e-7
+
+
+class LinearWarmupSpec(_Strict):
+    name: Literal["linear_warmup"]
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+class OneCycleSpec(_Strict):
+    name: Literal["onecycle"]
+    pct_start: Annotated[float, Field(gt=0, lt=1)] = 0.3
+
+
+class NoSchedule(_Strict):
+    name: Literal["none"]
+
+
+SchedulerSpec = Annotated[
+    PlateauSpec | LinearWarmupSpec | OneCycleSpec | NoSchedule, Field(discriminator="name")
+]
+
+
+class FreezeSpec(_Strict):
+    """What is frozen before the first stage.
+
+    ``modules`` are glob patterns over module names (``bert.embeddings``,
+    ``bert.encoder.layer.[0-5]``), or ``backbone``/``head``. ``first_n_groups`` freezes the
+    first N layer groups counted from the input, as the note's ``for i, child in
+    enumerate(model.children()): if i < N`` does.
+    """
+
+    modules: list[str] = []
+    first_n_groups: Annotated[int, Field(ge=0)] | None = None
+    train_batchnorm: bool = False
+
+
+class StageSpec(_Strict):
+    """One stage: which modules train, at which learning rate, for how many epochs.
+
+    ``trainable`` replaces the trainable set (``all``, ``head``, or patterns);
+    ``unfreeze``/``freeze`` adjust the set left by the previous stage; ``freeze_to: n``
+    is fastai's ``freeze_to`` over layer groups (negative counts from the output).
+    """
+
+    name: str
+    epochs: Annotated[int, Field(ge=1)]
+    trainable: Literal["all", "head"] | list[str] | None = None
+    unfreeze: list[str] = []
+    freeze: list[str] = []
+    freeze_to: int | None = None
+    lr: Annotated[float, Field(gt=0)] | None = None
+    lr_scale: Annotated[float, Field(gt=0)] = 1.0
+
+
+class EarlyStoppingSpec(_Strict):
+    patience: Annotated[int, Field(ge=1)] = 3
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class LossSpec(_Strict):
+    type: Literal["cross_entropy", "focal"] = "cross_entropy"
+    gamma: Annotated[float, Field(ge=0)] = 2.0
+    class_weight: Literal["balanced"] | None = None
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class Recipe(_Strict):
+    """A complete, validated training recipe.
+
+    Example:
+        >>> r = load_recipe("finetune")
+        >>> r.model.init, r.optimizer.name, [s.name for s in r.stages]
+        ('pretrained', 'adamw', ['head', 'full'])
+    """
+
+    name: str
+    description: str = ""
+    model: ModelSpec = ModelSpec()
+    freeze: FreezeSpec = FreezeSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    param_groups: list[ParamGroupSpec] = []
+    layerwise_lr_decay: Annotated[float, Field(gt=0, le=1)] | None = None
+    scheduler: SchedulerSpec = NoSchedule(name="none")
+    stages: list[StageSpec] = []
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    eval_batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
+    augmentation: Literal["none", "mild", "strong"] = "none"
+    early_stopping: EarlyStoppingSpec | None = None
+    loss: LossSpec = LossSpec()
+    max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
+    metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+
+    @model_validator(mode="after")
+    def _stages_cover_epochs(self) -> Recipe:
+        if self.stages and "epochs" in self.model_fields_set:
+            total = sum(s.epochs for s in self.stages)
+            if total != self.epochs:
+                raise ValueError(
+                    f"epochs is {self.epochs} but the stages add up to {total}; "
+                    "drop 'epochs' or make them agree"
+                )
+        return self
+
+    def resolved_stages(self) -> list[StageSpec]:
+        """The stages to run; a recipe without stages is one stage training everything."""
+        if self.stages:
+            return list(self.stages)
+        return [StageSpec(name="train", epochs=self.epochs)]
+
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.resolved_stages())
+
+    def with_epochs(self, epochs: int) -> Recipe:
+        """The recipe scaled to ``epochs`` in total, keeping each stage's share (>=1 each).
+
+        Example:
+            >>> load_recipe("finetune").with_epochs(3).total_epochs()
+            3
+        """
+        stages = self.resolved_stages()
+        if len(stages) > epochs:
+            raise RecipeError(f"recipe {self.name!r} has {len(stages)} stages; --epochs must be >= that")
+        total = sum(s.epochs for s in stages)
+        new = [max(1, round(s.epochs * epochs / total)) for s in stages]
+        while sum(new) > epochs:  # rounding overshoot: take from the longest stage
+            new[new.index(max(new))] -= 1
+        new[-1] += epochs - sum(new)
+        if not self.stages:
+            return self.model_copy(update={"epochs": epochs})
+        staged = [s.model_copy(update={"epochs": n}) for s, n in zip(stages, new, strict=True)]
+        return self.model_copy(update={"stages": staged, "epochs": epochs})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+
+
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped with tunewise."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Load a built-in recipe by name, or a YAML file by path, and validate it.
+
+    Example:
+        >>> load_recipe("scratch").model.architecture
+        'textcnn'
+    """
+    path = Path(name_or_path)
+    if not path.suffix and str(name_or_path) in builtin_recipes():
+        path = BUILTIN_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise RecipeError(
+            f"no recipe {str(name_or_path)!r}: not a built-in ({', '.join(builtin_recipes())}) "
+            "and no such YAML file"
+        )
+    try:
+        raw = yaml.safe_load(read_text(path).text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of fields, found {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    return parse_recipe(raw, source=str(path))
+
+
+def parse_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
+    """Validate a recipe given as a dict; errors name each bad field by its path."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+            lines.append(f"  {where}: {e['msg']}{got}")
+        raise RecipeError(f"{source}: invalid recipe:\n" + "\n".join(lines)) from None

@@ -1,0 +1,352 @@
+"""The one training loop. Text or images, scratch or fine-tune: only the recipe differs.
+
+Read it top to bottom like the note's loop: for each stage, set what trains, build the
+optimizer over the trainable parameters, then for each epoch train, evaluate on dev,
+keep the best weights, write a checkpoint. Accelerate runs the same code on CPU, one GPU
+or many.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from tunewise.data.augment import TextAugmenter
+from tunewise.metrics import classification_metrics
+from tunewise.recipes.schema import Recipe, StageSpec
+from tunewise.training.batching import Collator, LengthBucketBatchSampler, TextDataset
+from tunewise.training.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights_atomic,
+)
+from tunewise.training.freeze import (
+    first_n_groups,
+    freeze,
+    freeze_to,
+    set_frozen_batchnorm_eval,
+    trainable_summary,
+    unfreeze,
+)
+from tunewise.training.losses import build_loss
+from tunewise.training.optim import build_optimizer, build_param_groups, build_scheduler
+
+BEST_WEIGHTS = "best.safetensors"
+
+
+@dataclass
+class TextSplit:
+    """Normalised texts and integer labels of one split."""
+
+    texts: list[str]
+    label_ids: list[int]
+
+
+@dataclass
+class FitResult:
+    best_metric: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict]
+    wall_time_s: float
+    trainable_params: int
+    total_params: int
+    resumed_from: str | None = None
+    stages: list[dict] = field(default_factory=list)
+
+
+def apply_initial_freeze(model: torch.nn.Module, recipe: Recipe) -> None:
+    """The recipe's ``freeze`` plan, applied once before the first stage."""
+    unfreeze(model)
+    if recipe.freeze.modules:
+        freeze(model, recipe.freeze.modules)
+    if recipe.freeze.first_n_groups:
+        freeze(model, first_n_groups(model, recipe.freeze.first_n_groups))
+
+
+def apply_stage(model: torch.nn.Module, stage: StageSpec) -> None:
+    """Change what trains at the start of ``stage`` (relative to the previous stage)."""
+    if stage.trainable is not None:
+        freeze(model)
+        unfreeze(model, stage.trainable)
+    if stage.freeze_to is not None:
+        freeze_to(model, stage.freeze_to)
+    if stage.unfreeze:
+        unfreeze(model, stage.unfreeze)
+    if stage.freeze:
+        freeze(model, stage.freeze)
+
+
+def _set_trainable_exactly(model: torch.nn.Module, names: list[str]) -> None:
+    wanted = set(names)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in wanted)
+
+
+@torch.no_grad()
+def evaluate_split(
+    accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, loss_fn, labels: list[str]
+) -> dict:
+    """Dev metrics and mean loss; predictions are gathered from every process."""
+    model.eval()
+    preds, golds, losses = [], [], []
+    for batch in loader:
+        gold = batch.pop("labels")
+        batch.pop("index")
+        logits = model(**batch).logits
+        losses.append(loss_fn(logits.float(), gold).item() * len(gold))
+        logits, gold = accelerator.gather_for_metrics((logits, gold))
+        preds.extend(logits.argmax(-1).tolist())
+        golds.extend(gold.tolist())
+    metrics = classification_metrics(golds, preds, labels)
+    metrics["loss"] = sum(losses) / max(1, len(golds))
+    return metrics
+
+
+def fit(
+    model: torch.nn.Module,
+    tokenizer,
+    train: TextSplit,
+    dev: TextSplit,
+    recipe: Recipe,
+    work_dir: str | Path,
+    *,
+    labels: list[str],
+    seed: int = 0,
+    resume: bool = False,
+    console: Console | None = None,
+    show_progress: bool = True,
+    log_with: str | None = "tensorboard",
+    cpu: bool = False,
+) -> FitResult:
+    """Train ``model`` by ``recipe``; checkpoints go to ``work_dir/checkpoints``.
+
+    On return the model holds the weights of the best dev epoch.
+
+    Example:
+        >>> result = fit(model, tok, train, dev, load_recipe("finetune"), "runs/x",
+        ...              labels=["normal", "fraud"])  # doctest: +SKIP
+    """
+    console = console or Console(stderr=True)
+    work_dir = Path(work_dir)
+    ckpt_dir = work_dir / "checkpoints"
+    started = time.perf_counter()
+    set_seed(seed)
+    accelerator = Accelerator(cpu=cpu, log_with=log_with, project_dir=str(work_dir / "logs"))
+    stages = recipe.resolved_stages()
+
+    state = TrainState()
+    ckpt = None
+    if resume:
+        latest = latest_checkpoint(ckpt_dir)
+        if latest is None:
+            console.print("[yellow]--resume: no checkpoint found; starting from the beginning[/]")
+        else:
+            ckpt = load_checkpoint(latest)
+            model.load_state_dict(ckpt.model)
+            state = ckpt.state
+            console.print(f"resuming from {latest} (epoch {state.epoch} done)")
+    if ckpt is None:
+        apply_initial_freeze(model, recipe)
+
+    loss_fn = build_loss(recipe.loss, train.label_ids, len(labels))
+    augmenter = TextAugmenter(recipe.augmentation) if recipe.augmentation != "none" else None
+    sampler = LengthBucketBatchSampler([len(t) for t in train.texts], recipe.batch_size, seed)
+    collate = Collator(tokenizer, recipe.model.max_length, augmenter, seed)
+    train_loader = DataLoader(
+        TextDataset(train.texts, train.label_ids), batch_sampler=sampler, collate_fn=collate
+    )
+    dev_loader = DataLoader(
+        TextDataset(dev.texts, dev.label_ids),
+        batch_sampler=LengthBucketBatchSampler(
+            [len(t) for t in dev.texts], recipe.eval_batch_size, shuffle=False
+        ),
+        collate_fn=Collator(tokenizer, recipe.model.max_length),
+    )
+    if log_with and accelerator.is_main_process:
+        accelerator.init_trackers("tunewise", config=_flat_config(recipe, seed))
+
+    raw_model = model
+    loss_fn = loss_fn.to(accelerator.device)
+    stage_log: list[dict] = []
+    for stage_index in range(state.stage, len(stages)):
+        stage = stages[stage_index]
+        resuming_mid_stage = ckpt is not None and state.stage_epoch > 0
+        if ckpt is not None and state.trainable:
+            # back to exactly what trained when the checkpoint was written
+            _set_trainable_exactly(raw_model, state.trainable)
+        if not resuming_mid_stage:
+            apply_stage(raw_model, stage)
+        state.trainable = [n for n, p in raw_model.named_parameters() if p.requires_grad]
+        groups = build_param_groups(raw_model, recipe, stage)
+        optimizer = build_optimizer(recipe, groups)
+        schedule = build_scheduler(recipe, optimizer, len(train_loader), stage.epochs)
+        if resuming_mid_stage:
+            optimizer.load_state_dict(ckpt.optimizer)
+            schedule.load_state_dict(ckpt.scheduler)
+        if ckpt is not None:
+            ckpt.restore_rng()
+            ckpt = None  # everything it held is now in use
+        accelerator.free_memory()
+        model, optimizer, loader, dev_loader_p = accelerator.prepare(
+            raw_model, optimizer, train_loader, dev_loader
+        )
+        n_train, n_total = trainable_summary(raw_model)
+        stage_log.append({"stage": stage.name, "trainable_params": n_train, "lr_groups": len(groups)})
+        console.print(
+            f"[bold]stage {stage_index + 1}/{len(stages)} '{stage.name}'[/]: {stage.epochs} epochs, "
+            f"{n_train:,} of {n_total:,} parameters trainable, "
+            f"LR {_lr_range(optimizer)} in {len(groups)} group(s)"
+        )
+        while state.stage_epoch < stage.epochs and not state.stage_done:
+            epoch_start = time.perf_counter()
+            sampler.use_epoch(state.epoch)
+            collate.epoch = state.epoch
+            model.train()
+            set_frozen_batchnorm_eval(model)
+            running, seen = 0.0, 0
+            with _progress(show_progress, console) as progress:
+                task = progress.add_task(
+                    f"epoch {state.epoch + 1}/{recipe.total_epochs()} ({stage.name})",
+                    total=len(loader),
+                    loss="",
+                )
+                for batch in loader:
+                    gold = batch.pop("labels")
+                    batch.pop("index")
+                    logits = model(**batch).logits
+                    loss = loss_fn(logits.float(), gold)
+                    accelerator.backward(loss)
+                    if recipe.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if schedule.per == "batch":
+                        schedule.scheduler.step()
+                    state.global_step += 1
+                    running += loss.item() * len(gold)
+                    seen += len(gold)
+                    progress.update(task, advance=1, loss=f"loss {running / seen:.4f}")
+            if not math.isfinite(running):
+                raise FloatingPointError(
+                    f"training loss became {running} in epoch {state.epoch + 1}; lower the learning rate"
+                )
+            dev_metrics = evaluate_split(accelerator, model, dev_loader_p, loss_fn, labels)
+            metric = dev_metrics[recipe.metric]
+            if schedule.per == "epoch":
+                plateau_mode = recipe.scheduler.mode  # type: ignore[union-attr]
+                schedule.scheduler.step(metric if plateau_mode == "max" else dev_metrics["loss"])
+            state.epoch += 1
+            state.stage_epoch += 1
+            improved = state.best_metric is None or metric > state.best_metric + (
+                recipe.early_stopping.min_delta if recipe.early_stopping else 0.0
+            )
+            if improved:
+                state.best_metric, state.best_epoch = metric, state.epoch
+                state.epochs_without_improvement = 0
+                if accelerator.is_main_process:
+                    save_weights_atomic(accelerator.unwrap_model(model), ckpt_dir / BEST_WEIGHTS)
+            else:
+                state.epochs_without_improvement += 1
+            row = {
+                "epoch": state.epoch,
+                "stage": stage.name,
+                "train_loss": running / max(1, seen),
+                "dev_loss": dev_metrics["loss"],
+                "dev_accuracy": dev_metrics["accuracy"],
+                "dev_macro_f1": dev_metrics["macro_f1"],
+                "lr": max(g["lr"] for g in optimizer.param_groups),
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            state.history.append(row)
+            accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=state.epoch)
+            console.print(
+                f"epoch {state.epoch:>3} ({stage.name}) train loss {row['train_loss']:.4f} · "
+                f"dev loss {row['dev_loss']:.4f} · dev macro-F1 {row['dev_macro_f1']:.4f} · "
+                f"acc {row['dev_accuracy']:.4f} · lr {row['lr']:.2e} · {row['seconds']:.1f}s"
+                + (" [green]best[/]" if improved else "")
+            )
+            es = recipe.early_stopping
+            if es and state.epochs_without_improvement >= es.patience and state.stage_epoch < stage.epochs:
+                console.print(
+                    f"early stopping: no dev improvement for {es.patience} epochs; "
+                    f"ending stage '{stage.name}'"
+                )
+                state.stage_done = True
+            if state.stage_epoch >= stage.epochs or state.stage_done:
+                # checkpoint already points at the next stage, so a resume starts it fresh
+                state.stage, state.stage_epoch, state.stage_done = stage_index + 1, 0, False
+                state.epochs_without_improvement = 0
+            if accelerator.is_main_process:
+                save_checkpoint(
+                    ckpt_dir, accelerator.unwrap_model(model), optimizer, schedule.state_dict(), state
+                )
+            accelerator.wait_for_everyone()
+            if state.stage != stage_index:
+                break
+        model = accelerator.unwrap_model(model)
+    accelerator.end_training()
+
+    best = ckpt_dir / BEST_WEIGHTS
+    if best.is_file():
+        raw_model.load_state_dict(load_file(str(best)))
+    n_train, n_total = trainable_summary(raw_model)
+    return FitResult(
+        best_metric=state.best_metric if state.best_metric is not None else float("nan"),
+        best_epoch=state.best_epoch or 0,
+        epochs_run=state.epoch,
+        history=state.history,
+        wall_time_s=time.perf_counter() - started,
+        trainable_params=n_train,
+        total_params=n_total,
+        stages=stage_log,
+    )
+
+
+def _lr_range(optimizer: torch.optim.Optimizer) -> str:
+    # schedulers with warmup start at 0; report the rates the groups were built with
+    lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    lo, hi = min(lrs), max(lrs)
+    return f"{hi:.1e}" if lo == hi else f"{lo:.1e}–{hi:.1e}"
+
+
+def _progress(enabled: bool, console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )
+
+
+def _flat_config(recipe: Recipe, seed: int) -> dict:
+    """Scalar hyper-parameters for TensorBoard's HParams view."""
+    return {
+        "recipe": recipe.name,
+        "seed": seed,
+        "init": recipe.model.init,
+        "architecture": recipe.model.architecture,
+        "optimizer": recipe.optimizer.name,
+        "lr": recipe.optimizer.lr,
+        "epochs": recipe.total_epochs(),
+        "batch_size": recipe.batch_size,
+        "augmentation": recipe.augmentation,
+        "scheduler": recipe.scheduler.name,
+        "stages": len(recipe.resolved_stages()),
+    }

@@ -1,0 +1,216 @@
+"""One training run from files to a saved model directory: the ``tunewise train`` command
+as a library call.
+
+The output directory is a Hugging Face ``save_pretrained`` layout (``config.json``,
+``model.safetensors``, tokenizer files) plus what tunewise needs to use the model the way
+it was trained: ``tunewise.json`` (labels, normaliser, max length, head), ``recipe.yaml``,
+``split.json`` (which texts were dev/test), ``data_report.json`` and ``history.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from transformers import AutoTokenizer
+
+from tunewise import __version__
+from tunewise.data.loading import DataError
+from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
+from tunewise.data.prepare import PreparedData, prepare_data, subsample
+from tunewise.models.build import build_model, save_meta
+from tunewise.models.tokenization import unk_rate
+from tunewise.recipes.schema import Recipe
+from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
+from tunewise.training.loop import FitResult, TextSplit, fit
+
+RUN_FILE = "run.json"
+SPLIT_FILE = "split.json"
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``tunewise train`` takes, as one object."""
+
+    data: str | Path
+    recipe: Recipe
+    out: str | Path
+    pretrained: str | None = None
+    seed: int = 0
+    resume: bool = False
+    label_fraction: float = 1.0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    text_column: str | None = None
+    label_column: str | None = None
+    label_map: str | Path | None = None
+    normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
+    trust_remote_code: bool = False
+    show_progress: bool = True
+    log_with: str | None = "tensorboard"
+
+
+@dataclass
+class TrainOutcome:
+    out: Path
+    fit: FitResult
+    data: PreparedData
+    dev_metrics: dict
+    unk_rate: float
+
+
+def _fingerprint(data: PreparedData, opts: TrainOptions) -> str:
+    h = hashlib.sha256()
+    for split, keys in sorted(data.split_keys().items()):
+        h.update(split.encode())
+        h.update("".join(keys).encode())
+    h.update(
+        json.dumps(
+            [opts.seed, opts.label_fraction, opts.recipe.model_dump(mode="json")], sort_keys=True
+        ).encode()
+    )
+    return h.hexdigest()[:20]
+
+
+def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutcome:
+    """Load and split the data, build the model, train it by the recipe, save everything.
+
+    Example:
+        >>> from tunewise.recipes import load_recipe
+        >>> outcome = train_model(TrainOptions(data="sms.csv", recipe=load_recipe("scratch"),
+        ...                                    out="runs/scratch"))  # doctest: +SKIP
+        >>> outcome.dev_metrics["macro_f1"]  # doctest: +SKIP
+        0.93
+    """
+    console = console or Console(stderr=True)
+    out = Path(opts.out)
+    recipe = opts.recipe
+    data = prepare_data(
+        opts.data,
+        normalizer=SmsNormalizer(opts.normalizer),
+        fractions=opts.split,
+        seed=opts.seed,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        label_map=opts.label_map,
+    )
+    data.report.print(console)
+    if not data.splits["dev"]:
+        raise DataError("the dev split is empty; give more data or a larger dev fraction")
+    if opts.label_fraction < 1:
+        data.splits["train"] = subsample(data.splits["train"], opts.label_fraction, seed=opts.seed)
+        console.print(
+            f"using {opts.label_fraction:.0%} of the training labels: {len(data.splits['train']):,} texts"
+        )
+
+    fingerprint = _fingerprint(data, opts)
+    run_file = out / RUN_FILE
+    if opts.resume and run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        if previous.get("fingerprint") != fingerprint:
+            raise DataError(
+                f"{out}: cannot resume: the data, split, seed or recipe differ from the run that "
+                "wrote this directory. Use a new --out, or the same arguments."
+            )
+    elif not opts.resume and latest_checkpoint(out / "checkpoints") is not None:
+        raise DataError(
+            f"{out} holds checkpoints of an earlier run; pass --resume to continue it, "
+            "or choose another --out (nothing was overwritten)"
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    resuming = opts.resume and (out / "tokenizer_config.json").is_file()
+    built = build_model(
+        recipe.model,
+        data.labels,
+        pretrained=opts.pretrained,
+        train_texts=data.texts("train"),
+        trust_remote_code=opts.trust_remote_code,
+    )
+    if resuming and recipe.model.architecture == "textcnn" and opts.pretrained is None:
+        # the vocabulary was built from the training texts when the run started; reuse it
+        built.tokenizer = AutoTokenizer.from_pretrained(str(out))
+    for note in built.notes:
+        console.print(f"[cyan]note[/] {note}")
+    rate = unk_rate(built.tokenizer, data.texts("train"))
+    console.print(f"[UNK] rate of the training texts under this tokenizer: {rate:.2%}")
+    if rate > 0.05:
+        console.print(
+            "[yellow]warning[/]: more than 5% of tokens are [UNK]; the tokenizer does not fit this "
+            "text (traditional vs simplified? an English vocabulary?)"
+        )
+
+    built.tokenizer.save_pretrained(str(out))
+    (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+    write_json_atomic(out / "data_report.json", data.report.to_dict())
+    write_json_atomic(
+        out / SPLIT_FILE, {"seed": opts.seed, "fractions": list(opts.split), **data.split_keys()}
+    )
+    write_json_atomic(
+        run_file,
+        {
+            "fingerprint": fingerprint,
+            "data": str(opts.data),
+            "recipe": recipe.name,
+            "pretrained": opts.pretrained,
+            "seed": opts.seed,
+            "label_fraction": opts.label_fraction,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "tunewise": __version__,
+        },
+    )
+
+    result = fit(
+        built.model,
+        built.tokenizer,
+        TextSplit(data.texts("train"), data.label_ids("train")),
+        TextSplit(data.texts("dev"), data.label_ids("dev")),
+        recipe,
+        out,
+        labels=data.labels,
+        seed=opts.seed,
+        resume=opts.resume,
+        console=console,
+        show_progress=opts.show_progress,
+        log_with=opts.log_with,
+    )
+    best = next((h for h in result.history if h["epoch"] == result.best_epoch), {})
+    dev_metrics = {
+        "split": "dev",
+        "epoch": result.best_epoch,
+        "macro_f1": best.get("dev_macro_f1"),
+        "accuracy": best.get("dev_accuracy"),
+        "loss": best.get("dev_loss"),
+    }
+    built.model.save_pretrained(str(out))
+    save_meta(
+        out,
+        {
+            "tunewise_version": __version__,
+            "labels": data.labels,
+            "normalizer": opts.normalizer.to_dict(),
+            "max_length": recipe.model.max_length,
+            "head": recipe.model.head.model_dump(),
+            "architecture": recipe.model.architecture,
+            "init": recipe.model.init,
+            "pretrained": opts.pretrained,
+            "weights_source": built.source,
+            "recipe": recipe.name,
+            "seed": opts.seed,
+            "label_fraction": opts.label_fraction,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "dev": dev_metrics,
+            "trainable_params": result.trainable_params,
+            "total_params": result.total_params,
+        },
+    )
+    write_json_atomic(out / "history.json", result.history)
+    console.print(
+        f"[bold green]done[/]: best dev {recipe.metric} {result.best_metric:.4f} at epoch "
+        f"{result.best_epoch} · {result.wall_time_s:.0f}s · model saved to {out}"
+    )
+    return TrainOutcome(out, result, data, dev_metrics, rate)
