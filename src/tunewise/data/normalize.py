@@ -32,8 +32,8 @@ _PLACEHOLDER_TOKEN = {
 }
 # Placeholders are upper case and may be glued together ("PLACENAME", "DIGITDIGIT").
 _PLACEHOLDER_RE = re.compile(
-    r"(?<![A-Za-z])(?:" + "|".join(sorted(_PLACEHOLDER_TOKEN, key=len, reverse=True)) + r")+"
-    r"(?![a-z])"
+    r"(?<![A-Za-z\[])(?:" + "|".join(sorted(_PLACEHOLDER_TOKEN, key=len, reverse=True)) + r")+"
+    r"(?![a-z\]])"
 )
 _PLACEHOLDER_PART_RE = re.compile("|".join(sorted(_PLACEHOLDER_TOKEN, key=len, reverse=True)))
 _X_MASK_RE = re.compile(r"(?<![A-Za-z])[xX]{2,}(?![A-Za-z])|[*＊]{3,}")

@@ -137,5 +137,5 @@ def near_duplicate_leaks(
         for r, c, s in zip(inter.row, inter.col, sim, strict=True):
             if s >= threshold and s > best.get(r, (0.0, -1))[0]:
                 best[r] = (float(s), int(c))
-        leaks.extend(LeakPair(split, r, c, s) for r, (s, c) in sorted(best.items()))
+        leaks.extend(LeakPair(split, int(r), c, s) for r, (s, c) in sorted(best.items()))
     return leaks

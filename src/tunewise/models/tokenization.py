@@ -11,10 +11,13 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import BertWordPieceTokenizer
+from collections import Counter
+
+from tokenizers.normalizers import BertNormalizer
+from tokenizers.pre_tokenizers import BertPreTokenizer
 from transformers import BertTokenizer, PreTrainedTokenizerBase
 
-from tunewise.data.normalize import TYPED_TOKENS
+from tunewise.data.normalize import TYPED_TOKENS, split_typed_tokens
 
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -24,23 +27,53 @@ def train_bert_vocab(
 ) -> BertTokenizer:
     """Build a WordPiece vocabulary (CJK characters kept whole) and return a ``BertTokenizer``.
 
+    Texts are split exactly as ``BertTokenizer`` splits them (the ``tokenizers`` BERT
+    normaliser and pre-tokenizer), then the vocabulary is: special and typed tokens; every
+    character seen ``min_frequency`` times, word-initial and as a ``##`` continuation (so
+    any word of known characters can be spelled); then whole words by frequency up to
+    ``vocab_size``. Ties are broken by the token itself, so the same texts always give the
+    same ids; the trainer in ``tokenizers`` orders ties by a per-process hash seed, which
+    made a resumed run see different ids than the run it resumed.
+
     Example:
         >>> tok = train_bert_vocab(["请加微信领取红包", "您的快递到了"] * 5, vocab_size=100)
         >>> tok.tokenize("加微信[URL]")
         ['加', '微', '信', '[URL]']
     """
-    wp = BertWordPieceTokenizer(
+    normalizer = BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
     )
-    wp.train_from_iterator(
-        texts,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=BERT_SPECIALS + list(TYPED_TOKENS),
-        show_progress=False,
-    )
+    pre_tokenizer = BertPreTokenizer()
+    typed = set(TYPED_TOKENS)
+    words: Counter[str] = Counter()
+    for text in texts:
+        for piece in split_typed_tokens(text):
+            if piece in typed:
+                continue
+            normalized = normalizer.normalize_str(piece)
+            words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalized))
+    initial: Counter[str] = Counter()
+    inner: Counter[str] = Counter()
+    for word, n in words.items():
+        initial[word[0]] += n
+        for ch in word[1:]:
+            inner["##" + ch] += n
+    vocab = BERT_SPECIALS + list(TYPED_TOKENS)
+
+    def by_count(counts: Counter[str]) -> list[str]:
+        return [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_frequency]
+
+    for token in (
+        by_count(initial)
+        + by_count(inner)
+        + by_count(Counter({w: n for w, n in words.items() if len(w) > 1}))
+    ):
+        if len(vocab) >= vocab_size:
+            break
+        if token not in vocab:
+            vocab.append(token)
     with tempfile.TemporaryDirectory() as tmp:
-        wp.save_model(tmp)
+        Path(tmp, "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
         tokenizer = BertTokenizer.from_pretrained(tmp, do_lower_case=lowercase)
     ensure_typed_tokens(tokenizer)
     return tokenizer

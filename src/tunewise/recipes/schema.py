@@ -191,9 +191,11 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _stages_cover_epochs(self) -> Recipe:
-        if self.stages and "epochs" in self.model_fields_set:
+        if self.stages:
             total = sum(s.epochs for s in self.stages)
-            if total != self.epochs:
+            if "epochs" not in self.model_fields_set:
+                self.epochs = total  # derived, so a dumped recipe states it consistently
+            elif total != self.epochs:
                 raise ValueError(
                     f"epochs is {self.epochs} but the stages add up to {total}; "
                     "drop 'epochs' or make them agree"

@@ -45,10 +45,11 @@ class TrainState:
 
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write JSON to ``path`` so a reader sees the old file or the new one, never a mix."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2)  # fails before any file is touched
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

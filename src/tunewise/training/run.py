@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate.utils import set_seed
 from rich.console import Console
 from transformers import AutoTokenizer
 
@@ -122,6 +123,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         )
 
     out.mkdir(parents=True, exist_ok=True)
+    set_seed(opts.seed)  # before the model exists: random initialisation is part of the run
     resuming = opts.resume and (out / "tokenizer_config.json").is_file()
     built = build_model(
         recipe.model,

@@ -1,0 +1,5 @@
+"""``python -m tunewise`` runs the command line."""
+
+from tunewise.cli import app
+
+app()

@@ -1,0 +1,146 @@
+"""The training loop: stage transitions, frozen weights stay put, checkpoint and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from tunewise.data.prepare import prepare_data
+from tunewise.models import build_model
+from tunewise.recipes import parse_recipe
+from tunewise.training.checkpoint import latest_checkpoint, load_checkpoint
+from tunewise.training.loop import TextSplit, fit
+
+from .conftest import make_messages, write_csv
+
+
+def _splits(path: Path):
+    data = prepare_data(path, seed=0)
+    return (
+        data,
+        TextSplit(data.texts("train"), data.label_ids("train")),
+        TextSplit(data.texts("dev"), data.label_ids("dev")),
+    )
+
+
+def test_stages_change_what_trains(tmp_path: Path, tiny_bert_dir: Path, sms_csv: Path) -> None:
+    data, train, dev = _splits(sms_csv)
+    recipe = parse_recipe(
+        {
+            "name": "two-stage",
+            "model": {"init": "pretrained", "max_length": 64},
+            "freeze": {"modules": ["backbone"]},
+            "optimizer": {"name": "adamw", "lr": 1e-3},
+            "stages": [
+                {"name": "head", "epochs": 1, "trainable": "head"},
+                {"name": "top", "epochs": 1, "unfreeze": ["bert.encoder.layer.1", "bert.pooler"], "lr": 1e-4},
+            ],
+            "batch_size": 16,
+        }
+    )
+    built = build_model(recipe.model, data.labels, pretrained=str(tiny_bert_dir))
+    before = {k: v.clone() for k, v in built.model.state_dict().items()}
+    result = fit(
+        built.model,
+        built.tokenizer,
+        train,
+        dev,
+        recipe,
+        tmp_path,
+        labels=data.labels,
+        show_progress=False,
+        log_with=None,
+    )
+    head = sum(p.numel() for n, p in built.model.named_parameters() if n.startswith("classifier"))
+    top = sum(
+        p.numel()
+        for n, p in built.model.named_parameters()
+        if n.startswith(("bert.encoder.layer.1.", "bert.pooler"))
+    )
+    assert [s["stage"] for s in result.stages] == ["head", "top"]
+    assert result.stages[0]["trainable_params"] == head
+    assert result.stages[1]["trainable_params"] == head + top
+    assert [h["stage"] for h in result.history] == ["head", "top"]
+    after = built.model.state_dict()
+    # what was never unfrozen is bit-for-bit the pretrained weights
+    for name in (
+        "bert.embeddings.word_embeddings.weight",
+        "bert.encoder.layer.0.attention.self.query.weight",
+    ):
+        assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    state = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints")).state
+    assert state.epoch == 2 and state.stage == 2
+
+
+def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tunewise",
+        "train",
+        "--data",
+        str(data),
+        "--recipe",
+        "scratch",
+        "--out",
+        str(out),
+        "--epochs",
+        "6",
+        "--no-progress",
+        "--seed",
+        "1",
+        *extra,
+    ]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "sms.csv", make_messages(200, seed=5))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # identical arithmetic in all three runs
+    reference = tmp_path / "reference"
+    subprocess.run(_train_cmd(data, reference), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train_cmd(data, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    epoch = 0
+    while time.time() < deadline and proc.poll() is None:
+        latest = latest_checkpoint(killed / "checkpoints")
+        if latest is not None and (epoch := load_checkpoint(latest).state.epoch) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert 2 <= epoch < 6
+    assert not (killed / "model.safetensors").exists()  # the run really did not finish
+
+    # without --resume the finished epochs are protected, not overwritten
+    refused = subprocess.run(_train_cmd(data, killed), env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    resumed = subprocess.run(_train_cmd(data, killed, "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    want, got = load_file(str(reference / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+
+    def without_timing(run: Path) -> list[dict]:
+        return [
+            {k: v for k, v in h.items() if k != "seconds"}
+            for h in json.loads((run / "history.json").read_text())
+        ]
+
+    assert without_timing(killed) == without_timing(reference)
