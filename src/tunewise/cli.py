@@ -307,8 +307,9 @@ def recipes_list() -> None:
     from tunewise.recipes.schema import builtin_recipes, load_recipe
 
     table = Table(title="Built-in recipes")
-    for col in ("name", "init", "model", "optimizer", "epochs", "stages", "augmentation", "description"):
-        table.add_column(col)
+    for col in ("name", "init", "model", "optimizer", "epochs", "stages", "augmentation"):
+        table.add_column(col, no_wrap=col == "name")
+    descriptions = []
     for name in builtin_recipes():
         r = load_recipe(name)
         table.add_row(
@@ -319,9 +320,12 @@ def recipes_list() -> None:
             str(r.total_epochs()),
             " → ".join(s.name for s in r.resolved_stages()),
             r.augmentation,
-            r.description,
         )
+        descriptions.append(f"[bold]{name}[/]: {r.description}")
     out.print(table)
+    for line in descriptions:
+        out.print(line)
+    out.print("Show one in full with: tunewise recipes show NAME")
 
 
 @recipes_app.command("show")

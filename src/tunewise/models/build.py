@@ -70,6 +70,11 @@ def load_pretrained_config(
     a RoBERTa config with a BERT vocabulary and load with BERT classes instead, saying so.
     """
     notes: list[str] = []
+    if _is_local(name) and not (Path(name).expanduser() / "config.json").is_file():
+        raise ModelError(
+            f"cannot load pretrained model {name!r}: the directory has no config.json "
+            "(expected a Hugging Face save_pretrained layout)"
+        )
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError as err:

@@ -8,10 +8,9 @@ trained here loads with ``BertTokenizer`` in any tool.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-
-from collections import Counter
 
 from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
