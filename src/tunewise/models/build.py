@@ -158,7 +158,7 @@ def build_model(
         _check_loading(pretrained, model, info)
         source = pretrained
     else:
-        model = cls.from_config(config, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
         source = "random"
     _check_vocab_fits(pretrained, tokenizer, model)
     added = ensure_typed_tokens(tokenizer)

@@ -178,6 +178,15 @@ def set_frozen_batchnorm_eval(model: nn.Module) -> None:
                 module.eval()
 
 
+def unfreeze_batchnorm(model: nn.Module) -> None:
+    """Keep every BatchNorm layer trainable even inside frozen blocks (fastai's ``train_bn``):
+    the new data's statistics differ from the pretraining data's, and BN adapts cheaply."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(True)
+
+
 def trainable_summary(model: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts."""
     total = sum(p.numel() for p in model.parameters())

@@ -39,6 +39,7 @@ from tunewise.training.freeze import (
     set_frozen_batchnorm_eval,
     trainable_summary,
     unfreeze,
+    unfreeze_batchnorm,
 )
 from tunewise.training.losses import build_loss
 from tunewise.training.optim import build_optimizer, build_param_groups, build_scheduler
@@ -74,9 +75,11 @@ def apply_initial_freeze(model: torch.nn.Module, recipe: Recipe) -> None:
         freeze(model, recipe.freeze.modules)
     if recipe.freeze.first_n_groups:
         freeze(model, first_n_groups(model, recipe.freeze.first_n_groups))
+    if recipe.freeze.train_batchnorm:
+        unfreeze_batchnorm(model)
 
 
-def apply_stage(model: torch.nn.Module, stage: StageSpec) -> None:
+def apply_stage(model: torch.nn.Module, stage: StageSpec, recipe: Recipe | None = None) -> None:
     """Change what trains at the start of ``stage`` (relative to the previous stage)."""
     if stage.trainable is not None:
         freeze(model)
@@ -87,6 +90,8 @@ def apply_stage(model: torch.nn.Module, stage: StageSpec) -> None:
         unfreeze(model, stage.unfreeze)
     if stage.freeze:
         freeze(model, stage.freeze)
+    if recipe is not None and recipe.freeze.train_batchnorm:
+        unfreeze_batchnorm(model)
 
 
 def _set_trainable_exactly(model: torch.nn.Module, names: list[str]) -> None:
@@ -188,7 +193,7 @@ def fit(
             # back to exactly what trained when the checkpoint was written
             _set_trainable_exactly(raw_model, state.trainable)
         if not resuming_mid_stage:
-            apply_stage(raw_model, stage)
+            apply_stage(raw_model, stage, recipe)
         state.trainable = [n for n, p in raw_model.named_parameters() if p.requires_grad]
         groups = build_param_groups(raw_model, recipe, stage)
         optimizer = build_optimizer(recipe, groups)

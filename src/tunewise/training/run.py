@@ -20,7 +20,7 @@ from rich.console import Console
 from transformers import AutoTokenizer
 
 from tunewise import __version__
-from tunewise.data.loading import DataError
+from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import PreparedData, prepare_data, subsample
 from tunewise.models.build import build_model, save_meta
@@ -74,6 +74,13 @@ def _fingerprint(data: PreparedData, opts: TrainOptions) -> str:
         ).encode()
     )
     return h.hexdigest()[:20]
+
+
+def _label_map_rules(label_map) -> dict | None:
+    if label_map is None:
+        return None
+    rules = label_map if isinstance(label_map, LabelMap) else LabelMap.from_file(label_map)
+    return rules.rules
 
 
 def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutcome:
@@ -211,6 +218,14 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         },
     )
     write_json_atomic(out / "history.json", result.history)
+    write_json_atomic(
+        out / "labels.json",
+        {
+            "labels": data.labels,
+            "label2id": {lab: i for i, lab in enumerate(data.labels)},
+            "label_map": _label_map_rules(opts.label_map),
+        },
+    )
     console.print(
         f"[bold green]done[/]: best dev {recipe.metric} {result.best_metric:.4f} at epoch "
         f"{result.best_epoch} · {result.wall_time_s:.0f}s · model saved to {out}"
