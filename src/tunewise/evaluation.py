@@ -174,7 +174,8 @@ def plot_confusion_matrix(metrics: dict, path: Path) -> None:
     font = {"fontproperties": font_manager.FontProperties(fname=cjk)} if cjk else {}
     ax.set_xticks(range(len(labels)), ticks, rotation=45, ha="right", **font)
     ax.set_yticks(range(len(labels)), ticks, **font)
-    ax.set_xlabel("predicted")
+    numbered = ticks is not labels
+    ax.set_xlabel("predicted (#i is labels[i] in metrics.json)" if numbered else "predicted")
     ax.set_ylabel("true")
     ax.set_title(
         f"accuracy {metrics['accuracy']:.3f} · macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"

@@ -336,7 +336,8 @@ def _progress(enabled: bool, console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=not enabled,
+        # a live bar only makes sense on a terminal; in logs it leaves blank lines
+        disable=not enabled or not console.is_terminal,
     )
 
 
