@@ -271,8 +271,9 @@ def predict(
             console=err,
             transient=True,
         ) as progress:
-            task = progress.add_task("predict", total=predictor.count_pieces(texts))
-            results = predictor.predict(texts, progress=lambda n: progress.advance(task, n))
+            encoded = predictor.encode(texts)
+            task = progress.add_task("predict", total=len(encoded.pieces))
+            results = predictor.predict(encoded, progress=lambda n: progress.advance(task, n))
     except _user_errors() as e:
         _fail(str(e))
     _write_predictions(output_file, results, predictor.labels)  # type: ignore[arg-type]

@@ -122,7 +122,7 @@ def evaluate_model(
         label_column=label_column,
         label_map=label_map,
     )
-    probs, _, handling = predictor.predict_proba(chosen.texts, progress)
+    probs, encoded = predictor.predict_proba(chosen.texts, progress)
     metrics = classification_metrics(chosen.label_ids, probs.argmax(1).tolist(), predictor.labels)
     metrics.update(
         {
@@ -130,7 +130,7 @@ def evaluate_model(
             "selection": chosen.note,
             "model": str(model_dir),
             "data": str(data),
-            "long_texts_windowed": sum(h.startswith("windows") for h in handling),
+            "long_texts_windowed": sum(h.startswith("windows") for h in encoded.handling),
         }
     )
     out = Path(out) if out is not None else Path(model_dir)

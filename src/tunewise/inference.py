@@ -5,7 +5,7 @@ length, and handle texts longer than the model's limit with sliding windows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +14,7 @@ import torch
 
 from tunewise.data.normalize import SmsNormalizer
 from tunewise.models.build import LoadedModel, load_trained
+from tunewise.models.tokenization import quiet_transformers
 
 LongText = Literal["window", "truncate"]
 
@@ -36,6 +37,17 @@ class Prediction:
             "tokens": self.tokens,
             "long_text": self.handling,
         }
+
+
+@dataclass
+class Encoded:
+    """Texts turned into model inputs: ``pieces[j]`` belongs to text ``owners[j]``."""
+
+    texts: list[str]
+    tokens: list[int]
+    pieces: list[list[int]] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    handling: list[str] = field(default_factory=list)
 
 
 def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
@@ -96,24 +108,34 @@ class Predictor:
             starts.append(len(ids) - self.window)
         return [ids[s : s + self.window] for s in starts]
 
+    def encode(self, texts: list[str]) -> Encoded:
+        """Normalise and tokenize ``texts`` and cut long ones into model-sized pieces."""
+        normalized = self.normalizer.batch(texts)
+        with quiet_transformers():  # over-long texts are expected here: they get windows
+            ids_per_text = self.tokenizer(normalized, add_special_tokens=False, truncation=False)["input_ids"]
+        encoded = Encoded(texts=list(texts), tokens=[len(ids) for ids in ids_per_text])
+        for i, ids in enumerate(ids_per_text):
+            parts = self._pieces(ids)
+            encoded.owners.extend([i] * len(parts))
+            encoded.pieces.extend(parts)
+            if len(ids) <= self.window:
+                encoded.handling.append("full")
+            elif self.long_text == "truncate":
+                encoded.handling.append("truncated")
+            else:
+                encoded.handling.append(f"windows:{len(parts)}")
+        return encoded
+
     @torch.no_grad()
     def predict_proba(
-        self, texts: list[str], progress: Callable[[int], None] | None = None
-    ) -> tuple[np.ndarray, list[int], list[str]]:
-        """Class probabilities ``(n, labels)``, token counts, and how each text was handled."""
-        normalized = self.normalizer.batch(texts)
-        encoded = self.tokenizer(normalized, add_special_tokens=False, truncation=False)["input_ids"]
-        owners, pieces, handling = [], [], []
-        for i, ids in enumerate(encoded):
-            parts = self._pieces(ids)
-            owners.extend([i] * len(parts))
-            pieces.extend(parts)
-            if len(ids) <= self.window:
-                handling.append("full")
-            elif self.long_text == "truncate":
-                handling.append("truncated")
-            else:
-                handling.append(f"windows:{len(parts)}")
+        self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, Encoded]:
+        """Class probabilities ``(n, labels)`` and the encoding (token counts, handling).
+
+        ``progress`` is called with the number of pieces scored after each batch.
+        """
+        encoded = texts if isinstance(texts, Encoded) else self.encode(texts)
+        pieces = encoded.pieces
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
         piece_probs = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0
@@ -132,21 +154,18 @@ class Predictor:
             piece_probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             if progress is not None:
                 progress(len(idx))
-        probs = np.zeros((len(texts), len(self.labels)))
-        counts = np.zeros(len(texts))
-        np.add.at(probs, owners, piece_probs)
-        np.add.at(counts, owners, 1)
-        probs /= np.maximum(counts, 1)[:, None]
-        return probs, [len(ids) for ids in encoded], handling
+        n = len(encoded.texts)
+        probs = np.zeros((n, len(self.labels)))
+        counts = np.zeros(n)
+        np.add.at(probs, encoded.owners, piece_probs)
+        np.add.at(counts, encoded.owners, 1)
+        probs /= np.maximum(counts, 1)[:, None]  # windows of one text: mean probability
+        return probs, encoded
 
-    def count_pieces(self, texts: list[str]) -> int:
-        """How many model inputs ``texts`` become (for progress bars)."""
-        normalized = self.normalizer.batch(texts)
-        encoded = self.tokenizer(normalized, add_special_tokens=False, truncation=False)["input_ids"]
-        return sum(len(self._pieces(ids)) for ids in encoded)
-
-    def predict(self, texts: list[str], progress: Callable[[int], None] | None = None) -> list[Prediction]:
-        probs, tokens, handling = self.predict_proba(texts, progress)
+    def predict(
+        self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
+    ) -> list[Prediction]:
+        probs, encoded = self.predict_proba(texts, progress)
         return [
             Prediction(
                 text=text,
@@ -155,5 +174,5 @@ class Predictor:
                 tokens=n,
                 handling=h,
             )
-            for text, p, n, h in zip(texts, probs, tokens, handling, strict=True)
+            for text, p, n, h in zip(encoded.texts, probs, encoded.tokens, encoded.handling, strict=True)
         ]

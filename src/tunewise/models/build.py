@@ -27,7 +27,7 @@ from transformers import (
 from tunewise.data.normalize import NormalizerConfig
 from tunewise.models.heads import apply_head, head_module_names
 from tunewise.models.textcnn import TextCNNConfig, TextCNNForSequenceClassification
-from tunewise.models.tokenization import ensure_typed_tokens, train_bert_vocab
+from tunewise.models.tokenization import ensure_typed_tokens, quiet_transformers, train_bert_vocab
 from tunewise.recipes.schema import HeadSpec, ModelSpec
 
 META_FILE = "tunewise.json"
@@ -203,14 +203,10 @@ def _build_textcnn(
 
 
 def _quiet(fn):
-    # transformers prints a loading report naming the new head as "newly initialized";
-    # that is expected here, and _check_loading reports what actually matters.
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
+    # transformers reports the new head as "newly initialized"; that is expected here, and
+    # _check_loading reports what actually matters.
+    with quiet_transformers():
         return fn()
-    finally:
-        transformers.logging.set_verbosity(level)
 
 
 def _check_loading(name: str, model: PreTrainedModel, info: dict) -> None:

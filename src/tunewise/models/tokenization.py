@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import transformers
 from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 from transformers import BertTokenizer, PreTrainedTokenizerBase
@@ -89,6 +91,18 @@ def ensure_typed_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     return len(tokenizer) - before
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings for a block where they are expected (new heads while
+    loading, over-long texts while counting tokens); tunewise reports what matters itself."""
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+
+
 def unk_rate(tokenizer: PreTrainedTokenizerBase, texts: list[str], sample: int = 2000) -> float:
     """Fraction of tokens that are [UNK] over (a sample of) ``texts``.
 
@@ -99,7 +113,8 @@ def unk_rate(tokenizer: PreTrainedTokenizerBase, texts: list[str], sample: int =
     if unk is None or not texts:
         return 0.0
     step = max(1, len(texts) // sample)
-    ids = tokenizer(texts[::step], add_special_tokens=False)["input_ids"]
+    with quiet_transformers():
+        ids = tokenizer(texts[::step], add_special_tokens=False)["input_ids"]
     total = sum(len(x) for x in ids)
     return sum(x.count(unk) for x in ids) / total if total else 0.0
 
