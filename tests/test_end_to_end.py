@@ -93,6 +93,26 @@ def test_evaluate_scores_the_held_out_test_split(finetuned: tuple[Path, Path], t
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
     assert set(metrics["per_class"]) == {"loan", "normal", "police"}
     assert (tmp_path / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    # the stored dev split, scored the way training scored it, reproduces the best dev score
+    meta = json.loads((out / "tunewise.json").read_text())
+    dev = json.loads(
+        run(
+            "evaluate",
+            "--model",
+            out,
+            "--data",
+            data,
+            "--out",
+            tmp_path,
+            "--split",
+            "dev",
+            "--long-text",
+            "truncate",
+        )
+    )
+    assert dev["n"] == len(split["dev"]) and dev["macro_f1"] == pytest.approx(
+        meta["dev"]["macro_f1"], abs=1e-9
+    )
     everything = json.loads(
         run("evaluate", "--model", out, "--data", data, "--out", tmp_path, "--split", "all")
     )

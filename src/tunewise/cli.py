@@ -184,6 +184,12 @@ def evaluate(
     label_column: str | None = typer.Option(None, "--label-column"),
     label_map: Path | None = typer.Option(None, "--label-map"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    long_text: str = typer.Option(
+        "window",
+        "--long-text",
+        help="Texts over the model's limit: 'window' (as predict does) "
+        "or 'truncate' (as the dev scores during training).",
+    ),
 ) -> None:
     """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG."""
     from tunewise.evaluation import evaluate_model
@@ -200,6 +206,7 @@ def evaluate(
             label_column=label_column,
             label_map=label_map,
             batch_size=batch_size,
+            long_text=long_text,  # type: ignore[arg-type]
         )
     except _user_errors() as e:
         _fail(str(e))

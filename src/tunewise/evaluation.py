@@ -15,7 +15,7 @@ from typing import Literal
 
 from tunewise.data.loading import DataError, load_data
 from tunewise.data.split import text_key
-from tunewise.inference import Predictor
+from tunewise.inference import LongText, Predictor
 from tunewise.metrics import classification_metrics
 from tunewise.training.checkpoint import write_json_atomic
 from tunewise.training.run import SPLIT_FILE
@@ -103,6 +103,7 @@ def evaluate_model(
     label_column: str | None = None,
     label_map: str | Path | None = None,
     batch_size: int = 64,
+    long_text: LongText = "window",
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Evaluate ``model_dir`` on ``data``; write ``metrics.json`` + ``confusion_matrix.png``.
@@ -112,7 +113,7 @@ def evaluate_model(
         >>> sorted(m)[:3]
         ['accuracy', 'confusion_matrix', 'data']
     """
-    predictor = Predictor(model_dir, batch_size=batch_size)
+    predictor = Predictor(model_dir, batch_size=batch_size, long_text=long_text)
     chosen = select_examples(
         predictor,
         data,
@@ -130,7 +131,8 @@ def evaluate_model(
             "selection": chosen.note,
             "model": str(model_dir),
             "data": str(data),
-            "long_texts_windowed": sum(h.startswith("windows") for h in encoded.handling),
+            "long_text": long_text,
+            "long_texts": sum(h != "full" for h in encoded.handling),
         }
     )
     out = Path(out) if out is not None else Path(model_dir)
