@@ -197,17 +197,19 @@ def fit(
         state.trainable = [n for n, p in raw_model.named_parameters() if p.requires_grad]
         groups = build_param_groups(raw_model, recipe, stage)
         optimizer = build_optimizer(recipe, groups)
-        schedule = build_scheduler(recipe, optimizer, len(train_loader), stage.epochs)
+        # a stage re-prepares the model: what trains changed, and DDP must know it
+        accelerator.free_memory()
+        model, optimizer, loader, dev_loader_p = accelerator.prepare(
+            raw_model, optimizer, train_loader, dev_loader
+        )
+        # steps come from the prepared loader: with N processes each sees 1/N of the batches
+        schedule = build_scheduler(recipe, optimizer, len(loader), stage.epochs)
         if resuming_mid_stage:
             optimizer.load_state_dict(ckpt.optimizer)
             schedule.load_state_dict(ckpt.scheduler)
         if ckpt is not None:
             ckpt.restore_rng()
             ckpt = None  # everything it held is now in use
-        accelerator.free_memory()
-        model, optimizer, loader, dev_loader_p = accelerator.prepare(
-            raw_model, optimizer, train_loader, dev_loader
-        )
         n_train, n_total = trainable_summary(raw_model)
         stage_log.append({"stage": stage.name, "trainable_params": n_train, "lr_groups": len(groups)})
         console.print(
