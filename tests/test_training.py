@@ -17,7 +17,7 @@ from tunewise.data.prepare import prepare_data
 from tunewise.models import build_model
 from tunewise.recipes import parse_recipe
 from tunewise.training.checkpoint import latest_checkpoint, load_checkpoint
-from tunewise.training.loop import TextSplit, fit
+from tunewise.training.loop import TextSplit, fit_classifier
 
 from .conftest import make_messages, write_csv
 
@@ -48,7 +48,7 @@ def test_stages_change_what_trains(tmp_path: Path, tiny_bert_dir: Path, sms_csv:
     )
     built = build_model(recipe.model, data.labels, pretrained=str(tiny_bert_dir))
     before = {k: v.clone() for k, v in built.model.state_dict().items()}
-    result = fit(
+    result = fit_classifier(
         built.model,
         built.tokenizer,
         train,

@@ -103,6 +103,10 @@ class Collator:
         self.seed = seed
         self.epoch = 0
 
+    def use_epoch(self, epoch: int) -> None:
+        """Augment as in ``epoch`` (so a resumed run repeats it exactly)."""
+        self.epoch = epoch
+
     def __call__(self, batch: list[tuple[int, str, int]]) -> dict[str, torch.Tensor]:
         texts = []
         for index, text, _ in batch:

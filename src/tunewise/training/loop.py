@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from tunewise.data.augment import TextAugmenter
-from tunewise.metrics import classification_metrics
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.batching import Collator, LengthBucketBatchSampler, TextDataset
 from tunewise.training.checkpoint import (
@@ -43,6 +42,7 @@ from tunewise.training.freeze import (
 )
 from tunewise.training.losses import build_loss
 from tunewise.training.optim import build_optimizer, build_param_groups, build_scheduler
+from tunewise.training.tasks import ClassificationTask, Task
 
 BEST_WEIGHTS = "best.safetensors"
 
@@ -100,35 +100,14 @@ def _set_trainable_exactly(model: torch.nn.Module, names: list[str]) -> None:
         p.requires_grad_(name in wanted)
 
 
-@torch.no_grad()
-def evaluate_split(
-    accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, loss_fn, labels: list[str]
-) -> dict:
-    """Dev metrics and mean loss; predictions are gathered from every process."""
-    model.eval()
-    preds, golds, losses = [], [], []
-    for batch in loader:
-        gold = batch.pop("labels")
-        batch.pop("index")
-        logits = model(**batch).logits
-        losses.append(loss_fn(logits.float(), gold).item() * len(gold))
-        logits, gold = accelerator.gather_for_metrics((logits, gold))
-        preds.extend(logits.argmax(-1).tolist())
-        golds.extend(gold.tolist())
-    metrics = classification_metrics(golds, preds, labels)
-    metrics["loss"] = sum(losses) / max(1, len(golds))
-    return metrics
-
-
 def fit(
     model: torch.nn.Module,
-    tokenizer,
-    train: TextSplit,
-    dev: TextSplit,
+    train_loader: DataLoader,
+    dev_loader: DataLoader,
     recipe: Recipe,
     work_dir: str | Path,
     *,
-    labels: list[str],
+    task: Task,
     seed: int = 0,
     resume: bool = False,
     console: Console | None = None,
@@ -136,13 +115,16 @@ def fit(
     log_with: str | None = "tensorboard",
     cpu: bool = False,
 ) -> FitResult:
-    """Train ``model`` by ``recipe``; checkpoints go to ``work_dir/checkpoints``.
+    """Train ``model`` by ``recipe`` on ``task``; checkpoints go to ``work_dir/checkpoints``.
 
-    On return the model holds the weights of the best dev epoch.
+    The loaders' batch sampler and collate function may have ``use_epoch(epoch)``: it is
+    called before each epoch so shuffling and augmentation depend on the epoch number
+    alone, which makes a resumed run repeat the interrupted one exactly. On return the
+    model holds the weights of the best dev epoch.
 
     Example:
-        >>> result = fit(model, tok, train, dev, load_recipe("finetune"), "runs/x",
-        ...              labels=["normal", "fraud"])  # doctest: +SKIP
+        >>> task = ClassificationTask(nn.CrossEntropyLoss(), ["normal", "fraud"])
+        >>> fit(model, train_loader, dev_loader, load_recipe("scratch"), "out", task=task)  # doctest: +SKIP
     """
     console = console or Console(stderr=True)
     work_dir = Path(work_dir)
@@ -166,25 +148,11 @@ def fit(
     if ckpt is None:
         apply_initial_freeze(model, recipe)
 
-    loss_fn = build_loss(recipe.loss, train.label_ids, len(labels))
-    augmenter = TextAugmenter(recipe.augmentation) if recipe.augmentation != "none" else None
-    sampler = LengthBucketBatchSampler([len(t) for t in train.texts], recipe.batch_size, seed)
-    collate = Collator(tokenizer, recipe.model.max_length, augmenter, seed)
-    train_loader = DataLoader(
-        TextDataset(train.texts, train.label_ids), batch_sampler=sampler, collate_fn=collate
-    )
-    dev_loader = DataLoader(
-        TextDataset(dev.texts, dev.label_ids),
-        batch_sampler=LengthBucketBatchSampler(
-            [len(t) for t in dev.texts], recipe.eval_batch_size, shuffle=False
-        ),
-        collate_fn=Collator(tokenizer, recipe.model.max_length),
-    )
     if log_with and accelerator.is_main_process:
         accelerator.init_trackers("tunewise", config=_flat_config(recipe, seed))
 
     raw_model = model
-    loss_fn = loss_fn.to(accelerator.device)
+    task = task.to(accelerator.device)
     stage_log: list[dict] = []
     for stage_index in range(state.stage, len(stages)):
         stage = stages[stage_index]
@@ -219,22 +187,18 @@ def fit(
         )
         while state.stage_epoch < stage.epochs and not state.stage_done:
             epoch_start = time.perf_counter()
-            sampler.use_epoch(state.epoch)
-            collate.epoch = state.epoch
+            _use_epoch(train_loader, state.epoch)
             model.train()
             set_frozen_batchnorm_eval(model)
             running, seen = 0.0, 0
             with _progress(show_progress, console) as progress:
-                task = progress.add_task(
+                bar = progress.add_task(
                     f"epoch {state.epoch + 1}/{recipe.total_epochs()} ({stage.name})",
                     total=len(loader),
                     loss="",
                 )
                 for batch in loader:
-                    gold = batch.pop("labels")
-                    batch.pop("index")
-                    logits = model(**batch).logits
-                    loss = loss_fn(logits.float(), gold)
+                    loss, count = task.train_loss(model, batch)
                     accelerator.backward(loss)
                     if recipe.max_grad_norm:
                         accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
@@ -243,15 +207,15 @@ def fit(
                     if schedule.per == "batch":
                         schedule.scheduler.step()
                     state.global_step += 1
-                    running += loss.item() * len(gold)
-                    seen += len(gold)
-                    progress.update(task, advance=1, loss=f"loss {running / seen:.4f}")
+                    running += loss.item() * count
+                    seen += count
+                    progress.update(bar, advance=1, loss=f"loss {running / seen:.4f}")
             if not math.isfinite(running):
                 raise FloatingPointError(
                     f"training loss became {running} in epoch {state.epoch + 1}; lower the learning rate"
                 )
-            dev_metrics = evaluate_split(accelerator, model, dev_loader_p, loss_fn, labels)
-            metric = dev_metrics[recipe.metric]
+            dev_metrics = task.evaluate(accelerator, model, dev_loader_p)
+            metric = dev_metrics[task.metric]
             if schedule.per == "epoch":
                 plateau_mode = recipe.scheduler.mode  # type: ignore[union-attr]
                 schedule.scheduler.step(metric if plateau_mode == "max" else dev_metrics["loss"])
@@ -271,19 +235,16 @@ def fit(
                 "epoch": state.epoch,
                 "stage": stage.name,
                 "train_loss": running / max(1, seen),
-                "dev_loss": dev_metrics["loss"],
-                "dev_accuracy": dev_metrics["accuracy"],
-                "dev_macro_f1": dev_metrics["macro_f1"],
+                **{f"dev_{k}": dev_metrics[k] for k in task.logged},
                 "lr": max(g["lr"] for g in optimizer.param_groups),
                 "seconds": time.perf_counter() - epoch_start,
             }
             state.history.append(row)
             accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=state.epoch)
+            scores = " · ".join(f"dev {k.replace('_', ' ')} {dev_metrics[k]:.4f}" for k in task.logged)
             console.print(
-                f"epoch {state.epoch:>3} ({stage.name}) train loss {row['train_loss']:.4f} · "
-                f"dev loss {row['dev_loss']:.4f} · dev macro-F1 {row['dev_macro_f1']:.4f} · "
-                f"acc {row['dev_accuracy']:.4f} · lr {row['lr']:.2e} · {row['seconds']:.1f}s"
-                + (" [green]best[/]" if improved else "")
+                f"epoch {state.epoch:>3} ({stage.name}) train loss {row['train_loss']:.4f} · {scores} · "
+                f"lr {row['lr']:.2e} · {row['seconds']:.1f}s" + (" [green]best[/]" if improved else "")
             )
             es = recipe.early_stopping
             if es and state.epochs_without_improvement >= es.patience and state.stage_epoch < stage.epochs:
@@ -320,6 +281,47 @@ def fit(
         total_params=n_total,
         stages=stage_log,
     )
+
+
+def _use_epoch(loader: DataLoader, epoch: int) -> None:
+    for part in (loader.batch_sampler, loader.collate_fn):
+        if hasattr(part, "use_epoch"):
+            part.use_epoch(epoch)
+
+
+def fit_classifier(
+    model: torch.nn.Module,
+    tokenizer,
+    train: TextSplit,
+    dev: TextSplit,
+    recipe: Recipe,
+    work_dir: str | Path,
+    *,
+    labels: list[str],
+    seed: int = 0,
+    **options,
+) -> FitResult:
+    """``fit`` for text classification: length-bucketed, augmented batches of ``train``.
+
+    Example:
+        >>> fit_classifier(model, tok, TextSplit(texts, ids), TextSplit(dev_texts, dev_ids),
+        ...                load_recipe("scratch"), "runs/x", labels=["normal", "fraud"])  # doctest: +SKIP
+    """
+    augmenter = TextAugmenter(recipe.augmentation) if recipe.augmentation != "none" else None
+    train_loader = DataLoader(
+        TextDataset(train.texts, train.label_ids),
+        batch_sampler=LengthBucketBatchSampler([len(t) for t in train.texts], recipe.batch_size, seed),
+        collate_fn=Collator(tokenizer, recipe.model.max_length, augmenter, seed),
+    )
+    dev_loader = DataLoader(
+        TextDataset(dev.texts, dev.label_ids),
+        batch_sampler=LengthBucketBatchSampler(
+            [len(t) for t in dev.texts], recipe.eval_batch_size, shuffle=False
+        ),
+        collate_fn=Collator(tokenizer, recipe.model.max_length),
+    )
+    task = ClassificationTask(build_loss(recipe.loss, train.label_ids, len(labels)), labels, recipe.metric)
+    return fit(model, train_loader, dev_loader, recipe, work_dir, task=task, seed=seed, **options)
 
 
 def _lr_range(optimizer: torch.optim.Optimizer) -> str:

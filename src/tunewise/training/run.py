@@ -27,7 +27,7 @@ from tunewise.models.build import build_model, save_meta
 from tunewise.models.tokenization import unk_rate
 from tunewise.recipes.schema import Recipe
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
-from tunewise.training.loop import FitResult, TextSplit, fit
+from tunewise.training.loop import FitResult, TextSplit, fit_classifier
 
 RUN_FILE = "run.json"
 SPLIT_FILE = "split.json"
@@ -172,7 +172,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         },
     )
 
-    result = fit(
+    result = fit_classifier(
         built.model,
         built.tokenizer,
         TextSplit(data.texts("train"), data.label_ids("train")),

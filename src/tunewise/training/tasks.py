@@ -1,0 +1,72 @@
+"""What the one training loop optimises and how it scores an epoch: a *task*.
+
+The loop (``training.loop.fit``) knows stages, optimizers, checkpoints and logging; a task
+knows how a batch becomes a loss and how a dev loader becomes metrics. Sequence
+classification and masked-language-model pretraining are the two tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tunewise.metrics import classification_metrics
+
+
+class Task(Protocol):
+    """The interface ``fit`` needs."""
+
+    #: the dev metric to maximise (model selection, early stopping, ReduceLROnPlateau "max")
+    metric: str
+    #: scalar dev metrics copied into each epoch's history row as ``dev_<name>``
+    logged: tuple[str, ...]
+
+    def train_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
+        """Loss of one batch and the number of items it averages over."""
+
+    def evaluate(self, accelerator: Accelerator, model: nn.Module, loader: DataLoader) -> dict:
+        """Dev metrics, including ``loss`` and ``self.metric``."""
+
+    def to(self, device: torch.device) -> Task: ...
+
+
+class ClassificationTask:
+    """Sequence classification with the recipe's loss (cross-entropy or focal, weighted)."""
+
+    logged = ("loss", "accuracy", "macro_f1")
+
+    def __init__(self, loss_fn: nn.Module, labels: list[str], metric: str = "macro_f1") -> None:
+        self.loss_fn = loss_fn
+        self.labels = labels
+        self.metric = metric
+
+    def to(self, device: torch.device) -> ClassificationTask:
+        self.loss_fn = self.loss_fn.to(device)
+        return self
+
+    def train_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
+        gold = batch.pop("labels")
+        batch.pop("index", None)
+        logits = model(**batch).logits
+        return self.loss_fn(logits.float(), gold), len(gold)
+
+    @torch.no_grad()
+    def evaluate(self, accelerator: Accelerator, model: nn.Module, loader: DataLoader) -> dict:
+        """Dev metrics and mean loss; predictions are gathered from every process."""
+        model.eval()
+        preds, golds, losses = [], [], []
+        for batch in loader:
+            gold = batch.pop("labels")
+            batch.pop("index", None)
+            logits = model(**batch).logits
+            losses.append(self.loss_fn(logits.float(), gold).item() * len(gold))
+            logits, gold = accelerator.gather_for_metrics((logits, gold))
+            preds.extend(logits.argmax(-1).tolist())
+            golds.extend(gold.tolist())
+        metrics = classification_metrics(golds, preds, self.labels)
+        metrics["loss"] = sum(losses) / max(1, len(golds))
+        return metrics
