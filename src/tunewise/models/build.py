@@ -28,6 +28,7 @@ from tunewise.data.normalize import NormalizerConfig
 from tunewise.models.heads import apply_head, head_module_names
 from tunewise.models.textcnn import TextCNNConfig, TextCNNForSequenceClassification
 from tunewise.models.tokenization import ensure_typed_tokens, quiet_transformers, train_bert_vocab
+from tunewise.pretrained import resolve_pretrained
 from tunewise.recipes.schema import HeadSpec, ModelSpec
 
 META_FILE = "tunewise.json"
@@ -137,7 +138,8 @@ def build_model(
         ...                     pretrained=None, train_texts=["您好"] * 20)  # doctest: +SKIP
     """
     if spec.architecture == "textcnn":
-        return _build_textcnn(spec, labels, pretrained, train_texts)
+        return _build_textcnn(spec, labels, pretrained and resolve_pretrained(pretrained), train_texts)
+    pretrained = resolve_pretrained(pretrained)  # None -> the bundled encoder, when installed
     if pretrained is None:
         raise ModelError(
             "this recipe needs --pretrained NAME_OR_DIR (a hub id such as bert-base-chinese, "
@@ -155,7 +157,7 @@ def build_model(
                 output_loading_info=True,
             )
         )
-        _check_loading(pretrained, model, info)
+        notes.extend(_check_loading(pretrained, model, info))
         source = pretrained
     else:
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
@@ -209,15 +211,26 @@ def _quiet(fn):
         return fn()
 
 
-def _check_loading(name: str, model: PreTrainedModel, info: dict) -> None:
+def _check_loading(name: str, model: PreTrainedModel, info: dict) -> list[str]:
+    """Refuse a checkpoint whose backbone weights did not load; return notes.
+
+    A missing *pooler* is expected from checkpoints pretrained with masked-LM only (ours,
+    RoBERTa-style ones): it starts random, so it is marked as new and trains with the head.
+    """
     heads = tuple(head_module_names(model))
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(heads)]
+    poolers = sorted({k.rsplit(".", 2)[0] for k in missing if ".pooler." in k})
+    missing = [k for k in missing if ".pooler." not in k]
     if missing:
         raise ModelError(
             f"{name}: {len(missing)} backbone weights are missing from the checkpoint and would "
             f"be random (e.g. {missing[:3]}). The checkpoint does not match its config's "
             "architecture; if it is a Chinese RoBERTa-wwm model, load it as BERT."
         )
+    if not poolers:
+        return []
+    model.tunewise_new_modules = poolers  # read by the "head" alias of freeze plans
+    return [f"{name} has no pretrained pooler ({', '.join(poolers)}): it trains with the head"]
 
 
 def _check_vocab_fits(name: str, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:

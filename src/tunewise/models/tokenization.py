@@ -120,4 +120,15 @@ def unk_rate(tokenizer: PreTrainedTokenizerBase, texts: list[str], sample: int =
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> None:
+    """``save_pretrained`` plus, for WordPiece tokenizers, a classic ``vocab.txt``.
+
+    transformers 5 saves only ``tokenizer.json``; tools built on earlier versions (and
+    many Chinese BERT toolkits) look for ``vocab.txt``, so we write it as well.
+    """
     tokenizer.save_pretrained(str(directory))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocab_file = Path(directory) / "vocab.txt"
+    if backend is not None and type(backend.model).__name__ == "WordPiece" and not vocab_file.exists():
+        vocab = backend.model.get_vocab() if hasattr(backend.model, "get_vocab") else tokenizer.get_vocab()
+        ordered = sorted(vocab.items(), key=lambda kv: kv[1])
+        vocab_file.write_text("".join(f"{tok}\n" for tok, _ in ordered), encoding="utf-8")

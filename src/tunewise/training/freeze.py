@@ -29,14 +29,15 @@ def expand_patterns(model: nn.Module, patterns: list[str] | str) -> list[str]:
     """Turn aliases into module patterns: ``head``, ``backbone``, ``all``."""
     if isinstance(patterns, str):
         patterns = [patterns]
-    heads = head_module_names(model)
     out: list[str] = []
     for p in patterns:
         if p == "all":
             out.append("*")
         elif p == "head":
-            out.extend(heads)
+            # modules the checkpoint did not provide (e.g. a pooler) are new, like the head
+            out.extend(head_module_names(model) + list(getattr(model, "tunewise_new_modules", [])))
         elif p == "backbone":
+            heads = head_module_names(model)
             out.extend(n for n, m in model.named_children() if n not in heads and _has_params(m))
         else:
             out.append(p)

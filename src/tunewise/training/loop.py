@@ -210,6 +210,7 @@ def fit(
                     running += loss.item() * count
                     seen += count
                     progress.update(bar, advance=1, loss=f"loss {running / seen:.4f}")
+            train_seconds = time.perf_counter() - epoch_start
             if not math.isfinite(running):
                 raise FloatingPointError(
                     f"training loss became {running} in epoch {state.epoch + 1}; lower the learning rate"
@@ -237,6 +238,7 @@ def fit(
                 "train_loss": running / max(1, seen),
                 **{f"dev_{k}": dev_metrics[k] for k in task.logged},
                 "lr": max(g["lr"] for g in optimizer.param_groups),
+                "train_seconds": train_seconds,
                 "seconds": time.perf_counter() - epoch_start,
             }
             state.history.append(row)

@@ -24,7 +24,7 @@ from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import PreparedData, prepare_data, subsample
 from tunewise.models.build import build_model, save_meta
-from tunewise.models.tokenization import unk_rate
+from tunewise.models.tokenization import save_tokenizer, unk_rate
 from tunewise.recipes.schema import Recipe
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
 from tunewise.training.loop import FitResult, TextSplit, fit_classifier
@@ -152,7 +152,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
             "text (traditional vs simplified? an English vocabulary?)"
         )
 
-    built.tokenizer.save_pretrained(str(out))
+    save_tokenizer(built.tokenizer, out)
     (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     write_json_atomic(out / "data_report.json", data.report.to_dict())
     write_json_atomic(
