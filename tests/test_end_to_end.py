@@ -157,10 +157,6 @@ def test_cli_errors_are_one_clear_line(finetuned: tuple[Path, Path], tmp_path: P
             ["predict", "--model", str(out), "--input", str(data), "--output", str(tmp_path / "x.xlsx")],
             ".csv or .jsonl",
         ),
-        (
-            ["train", "--data", str(data), "--recipe", "finetune", "--out", str(tmp_path / "m")],
-            "needs --pretrained",
-        ),
         (["train", "--data", str(data), "--recipe", "nope", "--out", str(tmp_path / "m")], "not a built-in"),
         (
             [

@@ -181,3 +181,29 @@ def test_pretrain_then_adapt_then_finetune(tmp_path: Path) -> None:
 def test_bundled_names_resolve() -> None:
     assert resolve_pretrained("hfl/rbt3") == "hfl/rbt3"
     assert resolve_pretrained("/some/dir") == "/some/dir"
+
+
+def test_bundled_encoder_is_the_default_and_fits_the_size_budget() -> None:
+    from tunewise.pretrained import BUNDLED_DIR, bundled_encoders
+
+    assert "tunewise-mini-zh" in bundled_encoders()
+    path = Path(resolve_pretrained(None))
+    assert path == BUNDLED_DIR / "tunewise-mini-zh" == Path(resolve_pretrained("tunewise-mini-zh"))
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 25 * 1024 * 1024
+    card = json.loads((path / "pretraining.json").read_text())
+    assert card["heldout_masked_accuracy"] > 0.1 and card["corpus"][0]["name"] == "people-daily-199801"
+    from tunewise.models import build_model
+    from tunewise.recipes import load_recipe
+
+    built = build_model(load_recipe("finetune").model, ["a", "b"], pretrained=None)  # no download needed
+    assert built.source == str(path)
+    assert built.tokenizer.tokenize("请加微信[ID]领取[MONEY]") == [
+        "请",
+        "加",
+        "微",
+        "信",
+        "[ID]",
+        "领",
+        "取",
+        "[MONEY]",
+    ]

@@ -43,11 +43,19 @@ class TrainState:
         return dict(vars(self))
 
 
+def _umask_mode() -> int:
+    # mkstemp creates files readable by the owner only; results are meant to be shared
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write JSON to ``path`` so a reader sees the old file or the new one, never a mix."""
     text = json.dumps(obj, ensure_ascii=False, indent=2)  # fails before any file is touched
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _umask_mode())
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -166,6 +174,7 @@ def save_weights_atomic(model: torch.nn.Module, path: Path) -> None:
     """Save only the weights (the best model so far) with the same atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _umask_mode())
     os.close(fd)
     try:
         save_file(_state_dict_for_save(model), tmp)
