@@ -44,6 +44,95 @@ def test_roberta_wwm_checkpoint_loads_with_bert_classes(tmp_path: Path, tiny_ber
     assert torch.equal(built.model.bert.encoder.layer[0].attention.self.query.weight, saved[key])
 
 
+# How the hub's Chinese checkpoints are laid out (names, weights format, tokenizer files);
+# each is rebuilt small in a local directory and loaded through the same --pretrained path.
+HUB_LAYOUTS = {
+    # google-bert/bert-base-chinese: BertForPreTraining weights (with the NSP pooler),
+    # safetensors, a fast tokenizer.json beside vocab.txt
+    "bert-base-chinese": {"cls": "BertForPreTraining", "layers": 2, "bin": False, "vocab_only": False},
+    # hfl/rbt3: 3 layers, pytorch_model.bin only, vocab.txt + tokenizer_config.json
+    "hfl/rbt3": {"cls": "BertForMaskedLM", "layers": 3, "bin": True, "vocab_only": True},
+    # hfl/chinese-macbert-base: masked-LM weights (no pooler), vocab.txt only
+    "hfl/chinese-macbert-base": {"cls": "BertForMaskedLM", "layers": 2, "bin": False, "vocab_only": True},
+}
+
+
+def write_hub_layout(directory: Path, tiny_bert_dir: Path, layout: dict) -> nn.Module:
+    import transformers
+    from transformers import AutoTokenizer, BertConfig
+
+    config = BertConfig.from_pretrained(tiny_bert_dir)
+    config.num_hidden_layers = layout["layers"]
+    config.architectures = [layout["cls"]]
+    config.directionality, config.pooler_type = "bidi", "first_token_transform"  # as the originals
+    model = getattr(transformers, layout["cls"])(config)
+    directory.mkdir(parents=True)
+    if layout["bin"]:
+        config.save_pretrained(directory)
+        torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    else:
+        model.save_pretrained(directory)
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    (directory / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab), encoding="utf-8")
+    if layout["vocab_only"]:
+        (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+        (directory / "special_tokens_map.json").write_text(
+            json.dumps(
+                {
+                    k: f"[{k[:-6].upper()}]"
+                    for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+                }
+            )
+        )
+    else:
+        tok.save_pretrained(str(directory))
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(HUB_LAYOUTS))
+def test_hub_checkpoint_layouts_load_with_their_weights(
+    tmp_path: Path, tiny_bert_dir: Path, name: str
+) -> None:
+    layout = HUB_LAYOUTS[name]
+    ckpt = tmp_path / name
+    original = write_hub_layout(ckpt, tiny_bert_dir, layout)
+    built = build_model(load_recipe("finetune").model, LABELS, pretrained=str(ckpt))
+    model = built.model
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert len(model.bert.encoder.layer) == layout["layers"]
+    for layer in (0, layout["layers"] - 1):  # the pretrained weights arrived, first to last layer
+        assert torch.equal(
+            model.bert.encoder.layer[layer].attention.self.query.weight,
+            original.bert.encoder.layer[layer].attention.self.query.weight,
+        )
+    assert torch.equal(
+        model.bert.embeddings.word_embeddings.weight[:50],
+        original.bert.embeddings.word_embeddings.weight[:50],
+    )
+    has_pooler = layout["cls"] == "BertForPreTraining"
+    assert any("no pretrained pooler" in n for n in built.notes) != has_pooler
+    assert any("weights_only=True" in n for n in built.notes) == layout["bin"]
+    assert built.tokenizer.tokenize("公安局[URL]") == ["公", "安", "局", "[URL]"]
+
+
+def test_pickle_only_checkpoint_trains_and_saves_safetensors(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    from .conftest import make_messages, write_csv
+
+    ckpt = tmp_path / "rbt3"
+    write_hub_layout(ckpt, tiny_bert_dir, HUB_LAYOUTS["hfl/rbt3"])
+    data = write_csv(tmp_path / "sms.csv", make_messages(20))
+    out = tmp_path / "clf"
+    args = ["train", "--data", str(data), "--recipe", "finetune", "--pretrained", str(ckpt)]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--epochs", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+
+
 def test_tokenizer_that_does_not_fit_the_model_is_refused(tmp_path: Path, tiny_bert_dir: Path) -> None:
     ckpt = tmp_path / "mismatch"
     shutil.copytree(tiny_bert_dir, ckpt)

@@ -320,6 +320,9 @@ def pretrain(
         None, "--from", help="Continue pretraining this encoder (domain-adaptive), keeping its vocabulary."
     ),
     whole_word: bool = typer.Option(False, "--wwm", help="Whole-word masking with jieba word boundaries."),
+    mask_probability: float = typer.Option(
+        0.15, "--mask-prob", min=0.01, max=0.8, help="Share of tokens masked in training (held-out: 15%)."
+    ),
     epochs: int = typer.Option(3, "--epochs"),
     max_length: int = typer.Option(128, "--max-length", help="Tokens per packed sequence."),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -347,6 +350,7 @@ def pretrain(
                 default_corpus=not no_default_corpus,
                 from_dir=from_dir,
                 whole_word=whole_word,
+                mask_probability=mask_probability,
                 epochs=epochs,
                 max_length=max_length,
                 batch_size=batch_size,

@@ -158,6 +158,7 @@ def build_model(
             )
         )
         notes.extend(_check_loading(pretrained, model, info))
+        notes.extend(_weights_format_notes(pretrained))
         source = pretrained
     else:
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
@@ -231,6 +232,20 @@ def _check_loading(name: str, model: PreTrainedModel, info: dict) -> list[str]:
         return []
     model.tunewise_new_modules = poolers  # read by the "head" alias of freeze plans
     return [f"{name} has no pretrained pooler ({', '.join(poolers)}): it trains with the head"]
+
+
+def _weights_format_notes(name: str) -> list[str]:
+    """Say so when a local checkpoint's weights are a pickle (``pytorch_model.bin``, as many
+    older Chinese checkpoints such as hfl/rbt3 ship) rather than safetensors."""
+    if not _is_local(name):
+        return []
+    d = Path(name).expanduser()
+    if any(d.glob("*.safetensors")) or not any(d.glob("pytorch_model*.bin")):
+        return []
+    return [
+        f"{name}: weights read from pytorch_model.bin with torch.load(weights_only=True), which "
+        "accepts tensors only and runs no code; the trained model is saved as safetensors"
+    ]
 
 
 def _check_vocab_fits(name: str, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:

@@ -63,6 +63,7 @@ class PretrainOptions:
     default_corpus: bool = True
     from_dir: str | Path | None = None
     whole_word: bool = False
+    mask_probability: float = 0.15
     epochs: int = 3
     max_length: int = 128
     batch_size: int = 64
@@ -184,12 +185,13 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
     train_loader = DataLoader(
         PackedDataset(train_seqs),
         batch_sampler=LengthBucketBatchSampler([len(s.ids) for s in train_seqs], opts.batch_size, opts.seed),
-        collate_fn=MaskingCollator(tokenizer, seed=opts.seed),
+        collate_fn=MaskingCollator(tokenizer, opts.mask_probability, seed=opts.seed),
     )
     dev_loader = DataLoader(
         PackedDataset(dev_seqs),
         batch_size=opts.batch_size,
-        collate_fn=MaskingCollator(tokenizer, seed=opts.seed + 1),  # fixed masks: comparable epochs
+        # Fixed masks at the standard 15% whatever the training rate: comparable across epochs and runs.
+        collate_fn=MaskingCollator(tokenizer, 0.15, seed=opts.seed + 1),
     )
     result = fit(
         MaskedLMModel(mlm),
@@ -217,6 +219,9 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         "heldout_note": "held-out documents are never seen in pretraining; metrics below are on them",
         "max_length": opts.max_length,
         "whole_word_masking": opts.whole_word,
+        "mask_probability": opts.mask_probability,
+        "batch_size": opts.batch_size,
+        "peak_lr": opts.lr,
         "from": str(opts.from_dir) if opts.from_dir else None,
         "epochs": result.epochs_run,
         "steps": len(train_loader) * result.epochs_run,
@@ -239,6 +244,7 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
             )
         },
         "history": result.history,
+        "lineage": _lineage(opts.from_dir),
     }
     write_json_atomic(out / CARD_JSON, card)
     (out / "README.md").write_text(model_card_markdown(card), encoding="utf-8")
@@ -250,6 +256,22 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
     return PretrainOutcome(out, result, card)
 
 
+def _lineage(from_dir: str | Path | None) -> list[dict]:
+    """The pretraining runs an encoder continued from, oldest first (from their model cards),
+    so a continued or domain-adapted encoder still records every command and step behind it."""
+    if from_dir is None:
+        return []
+    path = Path(from_dir) / CARD_JSON
+    if not path.is_file():
+        return [{"from": str(from_dir), "note": "no tunewise model card: pretrained elsewhere"}]
+    import json
+
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("command", "from", "epochs", "steps", "tokens_per_epoch", "wall_time_s")
+    keys += ("heldout_masked_accuracy",)
+    return [*previous.get("lineage", []), {k: previous.get(k) for k in keys}]
+
+
 def model_card_markdown(card: dict) -> str:
     """A human-readable model card from the JSON one."""
     rows = "\n".join(
@@ -257,18 +279,30 @@ def model_card_markdown(card: dict) -> str:
         for s in card["corpus"]
     )
     cfg = card["config"]
+    lineage = "".join(
+        f"\n  {i}. `{step.get('command', '?')}` — {step.get('epochs', '?')} epochs, "
+        f"{step.get('steps') or 0:,} steps, {step.get('wall_time_s') or 0:,.0f} s"
+        for i, step in enumerate(card.get("lineage", []), start=1)
+    )
+    continued = (
+        f"\n- Continued from earlier pretraining (oldest first):{lineage}\n  then this run:"
+        if lineage
+        else ""
+    )
     return f"""# Pretrained Chinese encoder (tunewise {card["tunewise_version"]})
 
 A BERT encoder pretrained with masked language modelling by `tunewise pretrain`.
 Load it like any Hugging Face checkpoint: `--pretrained DIR`, or
 `AutoModelForSequenceClassification.from_pretrained(DIR, num_labels=...)`.
-
+{continued}
 - Command: `{card["command"]}`
 - Architecture: BERT, {cfg["num_hidden_layers"]} layers, hidden {cfg["hidden_size"]},
   {cfg["num_attention_heads"]} heads, feed-forward {cfg["intermediate_size"]};
   {card["parameters"]:,} parameters; vocabulary {card["vocab_size"]:,} tokens
   (CJK characters one per token, WordPiece otherwise, tunewise's typed tokens included)
 - Training: {card["epochs"]} epochs, {card["steps"]:,} steps, sequences of {card["max_length"]} tokens,
+  batches of {card.get("batch_size", "?")}, peak learning rate {card.get("peak_lr", "?")},
+  {card.get("mask_probability", 0.15):.0%} of tokens masked,
   whole-word masking: {card["whole_word_masking"]}; {card["train_tokens_per_second"]:,} tokens/s;
   wall time {card["wall_time_s"]:,.0f} s
 - Held-out evaluation ({card["heldout_documents"]:,} documents never seen in pretraining):
