@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 
 from accelerate.utils import set_seed
+from fewlabel import FewLabelSplits, apply_setting  # bench/fewlabel.py, beside this script
 from rich.console import Console
 
-from tunewise.data.prepare import prepare_data, subsample
+from tunewise.data.prepare import prepare_data
 from tunewise.models import build_model
 from tunewise.pretrained import resolve_pretrained
 from tunewise.recipes import load_recipe
-from tunewise.recipes.schema import Recipe
-from tunewise.training.loop import TextSplit, fit_classifier
+from tunewise.training.loop import fit_classifier
 
 DEFAULT_SETTINGS = [
     "epochs=10",  # what bench/pretraining_value.py used first
@@ -41,28 +41,6 @@ DEFAULT_SETTINGS = [
 ]
 
 
-def apply_setting(base: Recipe, setting: str) -> Recipe:
-    """The ``finetune`` recipe with ``setting``'s overrides applied."""
-    values = dict(kv.split("=", 1) for kv in setting.split(",") if kv)
-    recipe = base.with_epochs(int(values.pop("epochs", base.total_epochs())))
-    update: dict = {}
-    if "batch" in values:
-        update["batch_size"] = int(values.pop("batch"))
-    if "lr" in values:
-        update["optimizer"] = recipe.optimizer.model_copy(update={"lr": float(values.pop("lr"))})
-    if "head_lr" in values:
-        head_lr = float(values.pop("head_lr"))
-        update["param_groups"] = [g.model_copy(update={"lr": head_lr}) for g in recipe.param_groups]
-    if "patience" in values:
-        stop = recipe.early_stopping.model_copy(update={"patience": int(values.pop("patience"))})
-        update["early_stopping"] = stop
-    if "max_length" in values:
-        update["model"] = recipe.model.model_copy(update={"max_length": int(values.pop("max_length"))})
-    if values:
-        raise SystemExit(f"unknown override(s) in {setting!r}: {sorted(values)}")
-    return recipe.model_copy(update=update)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,6 +48,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--label-map")
     parser.add_argument("--encoder", default="tunewise-mini-zh")
+    parser.add_argument("--recipe", default="finetune", help="recipe the settings override")
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -82,15 +61,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     encoder = resolve_pretrained(args.encoder)
     data = prepare_data(args.data, seed=0, label_map=args.label_map)
-    labels = data.labels
-    index = {lab: i for i, lab in enumerate(labels)}
-    train_all = data.splits["train"]
-    # The tuning set: 1/8 of the training split, stratified; the fractions come from the rest.
-    tune = subsample(train_all, 0.125, seed=99)
-    held = {(e.source, e.line) for e in tune}
-    pool = [e for e in train_all if (e.source, e.line) not in held]
-    tune_split = TextSplit([e.text for e in tune], [index[e.label] for e in tune])
-    base = load_recipe("finetune")
+    splits = FewLabelSplits(data)
+    labels = splits.labels
+    base = load_recipe(args.recipe)
     base = base.model_copy(update={"model": base.model.model_copy(update={"max_length": args.max_length})})
 
     results_path = out / "results.json"
@@ -98,9 +71,7 @@ def main() -> None:
     done = {(r["setting"], r["fraction"], r["seed"]) for r in results}
     for fraction in args.fractions:
         for seed in args.seeds:
-            # the same number of labels as the fraction of the *whole* training split
-            picked = subsample(pool, fraction * len(train_all) / len(pool), seed=seed)
-            train = TextSplit([e.text for e in picked], [index[e.label] for e in picked])
+            train = splits.labelled(fraction, seed)
             for setting in args.settings:
                 if (setting, fraction, seed) in done:
                     continue
@@ -113,7 +84,7 @@ def main() -> None:
                         built.model,
                         built.tokenizer,
                         train,
-                        tune_split,
+                        splits.validation,
                         recipe,
                         work,
                         labels=labels,
@@ -140,7 +111,8 @@ def main() -> None:
                 results_path.write_text(json.dumps(results, indent=2), encoding="utf-8")
 
     lines = [
-        f"Tuning set: {len(tune):,} messages held back from the training split (dev untouched).",
+        f"Tuning set: {len(splits.validation.texts):,} messages held back from the training split "
+        "(dev untouched).",
         "",
         "| setting | " + " | ".join(f"{f:.0%} labels" for f in args.fractions) + " | seconds |",
         "|---|" + "---|" * len(args.fractions) + "---|",

@@ -36,6 +36,20 @@ def test_every_encoding_reads_the_same_rows(tmp_path: Path, encoding: str, expec
     assert not result.problems
 
 
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("诈骗短信", "gb18030"),  # statistical detectors call these 4 characters Big5
+        ("您好，您的快递已到", "gb18030"),  # ... and these Korean (cp949)
+        ("【工商银行】您尾号1234的卡消费500.00元", "gb18030"),
+        ("詐騙簡訊請勿點擊連結", "big5"),
+        ("香港郵政：您的包裹待派送", "big5"),
+    ],
+)
+def test_short_chinese_files_are_not_misdetected(text: str, encoding: str) -> None:
+    assert decode_bytes(text.encode(encoding)) == (text, encoding)
+
+
 def test_undecodable_bytes_name_the_file() -> None:
     with pytest.raises(EncodingError, match="bad.csv"):
         decode_bytes(b"\x81\xff\xfe\x00" * 3 + bytes(range(128, 256)), source="bad.csv")

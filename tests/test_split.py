@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunewise.data.loading import DataError, Example
-from tunewise.data.prepare import prepare_data, subsample
+from tunewise.data.prepare import prepare_data, split_off, subsample
 from tunewise.data.split import deduplicate, near_duplicate_leaks, stratified_split
 
 from .conftest import make_messages, write_csv
@@ -72,3 +72,11 @@ def test_subsample_is_stratified() -> None:
     assert subsample(exs, 0.1, seed=0) == part
     with pytest.raises(ValueError):
         subsample(exs, 0)
+
+
+def test_split_off_is_a_stratified_disjoint_partition() -> None:
+    exs = [Example(str(i), "a" if i < 80 else "b", "f", i) for i in range(100)]
+    rest, held = split_off(exs, 0.1, seed=3)
+    assert Counter(e.label for e in held) == {"a": 8, "b": 2}
+    assert len(rest) == 90 and not {e.line for e in rest} & {e.line for e in held}
+    assert split_off(exs, 0.1, seed=3) == (rest, held)

@@ -110,7 +110,7 @@ def evaluate_model(
 
     Example:
         >>> m = evaluate_model("runs/finetune", "../shared/data/telecom_fraud_5")  # doctest: +SKIP
-        >>> sorted(m)[:3]
+        >>> sorted(m)[:3]  # doctest: +SKIP
         ['accuracy', 'confusion_matrix', 'data']
     """
     predictor = Predictor(model_dir, batch_size=batch_size, long_text=long_text)

@@ -2,7 +2,7 @@
 
 from tunewise.data.loading import DataError, Example, LabelMap, LoadResult, Problem, load_data
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
-from tunewise.data.prepare import DataReport, PreparedData, prepare_data, subsample
+from tunewise.data.prepare import DataReport, PreparedData, prepare_data, split_off, subsample
 
 __all__ = [
     "DataError",
@@ -16,5 +16,6 @@ __all__ = [
     "SmsNormalizer",
     "load_data",
     "prepare_data",
+    "split_off",
     "subsample",
 ]

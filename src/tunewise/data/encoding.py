@@ -1,9 +1,10 @@
 """Decode text files whose encoding nobody wrote down.
 
 Chinese SMS data arrives as UTF-8, UTF-8 with a BOM, GBK/GB18030 (Windows Excel exports)
-or UTF-16 (some phone backup tools). We try the unambiguous cases first (BOMs, strict
-UTF-8) and ask charset-normalizer only for the rest, so a valid UTF-8 file is never
-"detected" as something exotic.
+or UTF-16 (some phone backup tools), now and then Big5 (Hong Kong, Taiwan). We try the
+unambiguous cases first (BOMs, strict UTF-8), then GB18030 and Big5 when the decoded text
+reads as ordinary Chinese, and ask charset-normalizer only for the rest, so a valid UTF-8
+file is never "detected" as something exotic and a short GBK file never as Korean.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
     Example:
         >>> decode_bytes("诈骗短信".encode("gb18030"))[1]
         'gb18030'
+        >>> decode_bytes("詐騙簡訊".encode("big5"))
+        ('詐騙簡訊', 'big5')
         >>> decode_bytes(codecs.BOM_UTF8 + "你好".encode())
         ('你好', 'utf-8-sig')
     """
@@ -50,6 +53,17 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as err:
         utf8_error = err
+    # Statistical detection is unreliable on short Chinese text (a 4-character GBK file is
+    # "detected" as Big5 or Korean cp949). Chinese encodings are tried first and accepted
+    # only if the result reads as ordinary Chinese. (The price: EUC-KR Korean, whose byte
+    # ranges coincide with GB2312's, reads as Chinese; Korean SMS are out of scope.)
+    for encoding, plausible in (("gb18030", _plausible_gb), ("big5", _plausible_big5)):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if plausible(text):
+            return text, encoding
     best = charset_normalizer.from_bytes(data).best()
     if best is None:
         raise EncodingError(
@@ -67,12 +81,52 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
         ) from err
 
 
+def _common_share(text: str, is_common) -> float:
+    """Share of the non-ASCII characters of ``text`` that ``is_common`` accepts."""
+    wide = [c for c in text if ord(c) > 0x7F and not c.isspace()]
+    return sum(map(is_common, wide)) / len(wide) if wide else 0.0
+
+
+def _in_gb2312(char: str) -> bool:
+    # GB2312: the 6,763 common simplified characters plus CJK punctuation and full-width forms
+    try:
+        char.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _in_big5_common(char: str) -> bool:
+    # Big5 symbols (0xA140-0xA3BF) and level-1 "frequently used" characters (0xA440-0xC67E)
+    try:
+        code = int.from_bytes(char.encode("big5"), "big")
+    except UnicodeEncodeError:
+        return False
+    return 0xA140 <= code <= 0xA3BF or 0xA440 <= code <= 0xC67E
+
+
+def _clean(text: str) -> bool:
+    # NUL (UTF-16 read as bytes) or private-use code points (where GB18030 and Big5 put
+    # unassigned byte pairs) never occur in real messages
+    return "\x00" not in text and not any(0xE000 <= ord(c) <= 0xF8FF for c in text)
+
+
+def _plausible_gb(text: str) -> bool:
+    """GB18030 bytes of simplified Chinese decode to (almost) only GB2312 characters;
+    other bytes that happen to decode give rare characters and symbols."""
+    return _clean(text) and _common_share(text, _in_gb2312) >= 0.9
+
+
+def _plausible_big5(text: str) -> bool:
+    return _clean(text) and _common_share(text, _in_big5_common) >= 0.9
+
+
 def read_text(path: str | Path) -> DecodedFile:
     """Read a whole file as text, detecting its encoding.
 
     Example:
         >>> f = read_text("data/messages.csv")  # doctest: +SKIP
-        >>> f.encoding
+        >>> f.encoding  # doctest: +SKIP
         'gb18030'
     """
     path = Path(path)

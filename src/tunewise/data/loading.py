@@ -168,7 +168,7 @@ def load_file(
 
     Example:
         >>> result = load_file("sms.csv")  # doctest: +SKIP
-        >>> result.examples[0].where
+        >>> result.examples[0].where  # doctest: +SKIP
         'sms.csv:2'
     """
     path = Path(path)
@@ -199,7 +199,7 @@ def load_data(
 
     Example:
         >>> data = load_data("../shared/data/telecom_fraud_5")  # doctest: +SKIP
-        >>> sorted({e.label for e in data.examples})[:2]
+        >>> sorted({e.label for e in data.examples})[:2]  # doctest: +SKIP
         ['0', '冒充客服服务']
     """
     path = Path(path)

@@ -180,3 +180,20 @@ def subsample(
         k = max(min_per_label, round(len(group) * fraction))
         chosen.extend(rng.sample(group, min(k, len(group))))
     return sorted(chosen, key=lambda e: (e.source, e.line))
+
+
+def split_off(examples: list[Example], fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """Split ``examples`` into (rest, held) with ``held`` a stratified ``fraction`` of them.
+
+    Used to carve a validation set out of a training split, so that model selection never
+    looks at the split a figure is reported on.
+
+    Example:
+        >>> exs = [Example(str(i), "ab"[i % 2], "x", i) for i in range(80)]
+        >>> rest, held = split_off(exs, 0.125)
+        >>> len(rest), len(held), sorted({e.label for e in held})
+        (70, 10, ['a', 'b'])
+    """
+    held = subsample(examples, fraction, seed=seed)
+    keys = {(e.source, e.line) for e in held}
+    return [e for e in examples if (e.source, e.line) not in keys], held

@@ -277,7 +277,7 @@ def load_trained(directory: str | Path) -> LoadedModel:
 
     Example:
         >>> m = load_trained("runs/finetune")  # doctest: +SKIP
-        >>> m.labels
+        >>> m.labels  # doctest: +SKIP
         ['normal', 'fraud']
     """
     directory = Path(directory)

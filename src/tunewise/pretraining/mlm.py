@@ -46,7 +46,7 @@ def pack_documents(
         >>> from tunewise.models.tokenization import train_bert_vocab
         >>> tok = train_bert_vocab(["今天天气很好", "我们去公园"], vocab_size=50, min_frequency=1)
         >>> [len(s.ids) for s in pack_documents(["今天天气很好", "我们去公园"], tok, max_length=8)]
-        [8, 7]
+        [8, 8]
     """
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     block = max_length - 2
@@ -80,7 +80,7 @@ def pack_documents(
     for i in range(0, len(stream), block):
         ids = stream[i : i + block]
         flags = starts[i : i + block]
-        if len(ids) < 8:
+        if len(ids) < min(8, block):  # a stub left at the end: too little to mask
             continue
         sequences.append(PackedSequence([cls_id, *ids, sep_id], [True, *flags, True]))
     return sequences

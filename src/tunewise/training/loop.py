@@ -123,7 +123,7 @@ def fit(
     model holds the weights of the best dev epoch.
 
     Example:
-        >>> task = ClassificationTask(nn.CrossEntropyLoss(), ["normal", "fraud"])
+        >>> task = ClassificationTask(nn.CrossEntropyLoss(), ["normal", "fraud"])  # doctest: +SKIP
         >>> fit(model, train_loader, dev_loader, load_recipe("scratch"), "out", task=task)  # doctest: +SKIP
     """
     console = console or Console(stderr=True)
