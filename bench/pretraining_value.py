@@ -54,6 +54,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--dapt-epochs", type=int, default=1, help="0 skips domain-adaptive pretraining")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["tfidf", "pretrained", "random", "dapt"],
+        choices=["tfidf", "pretrained", "random", "dapt"],
+        help="run only these (results of others already in --out are kept)",
+    )
     parser.add_argument("--out", default="runs/bench-pretraining")
     args = parser.parse_args()
 
@@ -66,7 +73,10 @@ def main() -> None:
     labels = splits.labels
 
     variants = {PRETRAINED: encoder, RANDOM: encoder}
-    if args.dapt_epochs:
+    variants = {
+        k: v for k, v in variants.items() if ("pretrained" if k == PRETRAINED else "random") in args.variants
+    }
+    if args.dapt_epochs and "dapt" in args.variants:
         # the training split's texts, labels unused (validation texts too: unlabelled text is
         # what a user has plenty of); never the dev split
         corpus = out / "train_texts.txt"
@@ -79,10 +89,7 @@ def main() -> None:
                     corpus_files=[corpus],
                     default_corpus=False,
                     from_dir=encoder,
-                    epochs=args.dapt_epochs,
-                    batch_size=8,
-                    lr=5e-4,
-                    mask_probability=0.4,
+                    epochs=args.dapt_epochs,  # other settings: tunewise pretrain's defaults
                     show_progress=False,
                     log_with=None,
                 ),
@@ -109,7 +116,7 @@ def main() -> None:
         for seed in args.seeds:
             train = splits.labelled(fraction, seed)
             common = {"fraction": fraction, "seed": seed, "train_size": len(train.texts)}
-            if (fraction, seed, TFIDF) not in done:
+            if "tfidf" in args.variants and (fraction, seed, TFIDF) not in done:
                 start = time.perf_counter()
                 f1, c = tfidf_svm(train, splits.validation, splits.dev)
                 record(
@@ -189,7 +196,7 @@ def summarise(results: list[dict], args, validation_size: int) -> str:
         lines.append(f"| {name} | {' | '.join(cells)} | {secs:.0f} |")
     lines.append("")
     for other, label in ((RANDOM, "random init"), (TFIDF, "TF-IDF + SVM")):
-        if (other, args.fractions[0]) in means:
+        if (other, args.fractions[0]) in means and (PRETRAINED, args.fractions[0]) in means:
             gaps = [f"{f:.0%}: {100 * (means[PRETRAINED, f] - means[other, f]):+.1f}" for f in args.fractions]
             lines.append(f"Pretrained minus {label} (macro-F1 points): " + "; ".join(gaps))
             lines.append("")

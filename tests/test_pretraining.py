@@ -155,7 +155,7 @@ def test_pretrain_then_adapt_then_finetune(tmp_path: Path) -> None:
     assert [step["steps"] for step in lineage] == [card["steps"]]  # provenance kept across --from
     assert lineage[0]["command"] == card["command"] and lineage[0]["epochs"] == 2
     assert "Continued from earlier pretraining" in (adapted / "README.md").read_text()
-    assert card["mask_probability"] == 0.15 and card["batch_size"] == 16
+    assert card["mask_probability"] == 0.4 and card["batch_size"] == 16
 
     data = tmp_path / "sms.csv"
     from .conftest import write_csv

@@ -148,3 +148,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
         ]
 
     assert without_timing(killed) == without_timing(reference)
+
+
+def test_a_flat_metric_with_falling_loss_is_progress() -> None:
+    from tunewise.recipes import load_recipe
+    from tunewise.training.checkpoint import TrainState
+    from tunewise.training.loop import _improved
+
+    recipe = load_recipe("finetune")  # early stopping, min_delta 0
+    state = TrainState(best_metric=0.1582, best_loss=1.17)  # majority class only, so far
+    assert _improved(state, 0.1582, 0.93, recipe)  # same F1, lower loss: still learning
+    assert not _improved(state, 0.1582, 1.20, recipe)
+    assert not _improved(state, 0.1500, 0.50, recipe)  # a worse metric is never better
+    assert _improved(state, 0.2000, 5.00, recipe)
+    assert _improved(TrainState(), 0.0, 9.9, recipe)  # the first epoch always is

@@ -321,11 +321,11 @@ def pretrain(
     ),
     whole_word: bool = typer.Option(False, "--wwm", help="Whole-word masking with jieba word boundaries."),
     mask_probability: float = typer.Option(
-        0.15, "--mask-prob", min=0.01, max=0.8, help="Share of tokens masked in training (held-out: 15%)."
+        0.4, "--mask-prob", min=0.01, max=0.8, help="Share of tokens masked in training (held-out: 15%)."
     ),
     epochs: int = typer.Option(3, "--epochs"),
     max_length: int = typer.Option(128, "--max-length", help="Tokens per packed sequence."),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per step (small: more updates)."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (linear warmup, then linear decay)."),
     hidden_size: int = typer.Option(256, "--hidden-size"),
     layers: int = typer.Option(4, "--layers"),

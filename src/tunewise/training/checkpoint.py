@@ -33,6 +33,7 @@ class TrainState:
     stage_epoch: int = 0  # epochs completed within that stage
     global_step: int = 0
     best_metric: float | None = None
+    best_loss: float | None = None  # dev loss at the best epoch: breaks ties in the metric
     best_epoch: int | None = None
     epochs_without_improvement: int = 0
     history: list[dict] = field(default_factory=list)

@@ -222,11 +222,10 @@ def fit(
                 schedule.scheduler.step(metric if plateau_mode == "max" else dev_metrics["loss"])
             state.epoch += 1
             state.stage_epoch += 1
-            improved = state.best_metric is None or metric > state.best_metric + (
-                recipe.early_stopping.min_delta if recipe.early_stopping else 0.0
-            )
+            improved = _improved(state, metric, dev_metrics["loss"], recipe)
             if improved:
                 state.best_metric, state.best_epoch = metric, state.epoch
+                state.best_loss = dev_metrics["loss"]
                 state.epochs_without_improvement = 0
                 if accelerator.is_main_process:
                     save_weights_atomic(accelerator.unwrap_model(model), ckpt_dir / BEST_WEIGHTS)
@@ -283,6 +282,21 @@ def fit(
         total_params=n_total,
         stages=stage_log,
     )
+
+
+def _improved(state: TrainState, metric: float, loss: float, recipe: Recipe) -> bool:
+    """A better dev metric, or the same one at a lower dev loss.
+
+    Macro-F1 moves in steps: a model still predicting only the majority class scores the
+    same epoch after epoch while its loss falls. Counting that as "no improvement" would
+    early-stop it just before it starts to separate the classes.
+    """
+    if state.best_metric is None:
+        return True
+    min_delta = recipe.early_stopping.min_delta if recipe.early_stopping else 0.0
+    if metric > state.best_metric + min_delta:
+        return True
+    return metric == state.best_metric and state.best_loss is not None and loss < state.best_loss
 
 
 def _use_epoch(loader: DataLoader, epoch: int) -> None:
