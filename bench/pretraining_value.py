@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument(
+        "--validation", type=float, default=0.0625, help="share of the training split held out for selection"
+    )
     parser.add_argument("--dapt-epochs", type=int, default=1, help="0 skips domain-adaptive pretraining")
     parser.add_argument(
         "--variants",
@@ -69,7 +72,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     encoder = resolve_pretrained(args.encoder)
     data = prepare_data(args.data, seed=0, label_map=args.label_map)
-    splits = FewLabelSplits(data)
+    splits = FewLabelSplits(data, args.validation)
     labels = splits.labels
 
     variants = {PRETRAINED: encoder, RANDOM: encoder}
