@@ -1,0 +1,48 @@
+"""The benchmark scripts run end to end (on tiny synthetic data, so they cannot rot unseen)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import make_messages, write_csv
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_pretraining_value_bench_runs_every_variant_and_resumes(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = write_csv(tmp_path / "sms.csv", make_messages(40))
+    out = tmp_path / "bench"
+    args = ["--data", str(data), "--encoder", str(tiny_bert_dir), "--recipe", "finetune-small"]
+    args += ["--set", "epochs=2", "--fractions", "0.2", "--seeds", "0", "--max-length", "32"]
+    args += ["--validation", "0.2", "--out", str(out)]
+    done = run_bench("pretraining_value.py", *args)
+    rows = json.loads((out / "results.json").read_text())
+    variants = {r["variant"] for r in rows}
+    assert len(rows) == 4 and any("TF-IDF" in v for v in variants) and any("random" in v for v in variants)
+    assert all(0 <= r["macro_f1"] <= 1 for r in rows)
+    assert "Pretrained minus random init" in done.stdout and (out / "encoder-dapt" / "model.safetensors").is_file()
+    # a second run finds every result in place and trains nothing
+    again = run_bench("pretraining_value.py", *args)
+    assert json.loads((out / "results.json").read_text()) == rows and "stage 1/" not in again.stderr
+
+
+def test_pretrain_settings_bench_compares_settings(tmp_path: Path) -> None:
+    out = tmp_path / "settings"
+    done = run_bench(
+        "pretrain_settings.py", "--documents", "60", "--settings", "32x8@5e-4", "32x4@5e-4/0.3", "--out", str(out)
+    )
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["setting"] for r in rows] == ["32x8@5e-4", "32x4@5e-4/0.3"]
+    assert rows[1]["mask"] == 0.3 and rows[1]["steps"] > rows[0]["steps"]
+    assert "(1.00×)" in done.stdout
