@@ -31,7 +31,10 @@ def test_pretraining_value_bench_runs_every_variant_and_resumes(tmp_path: Path, 
     variants = {r["variant"] for r in rows}
     assert len(rows) == 4 and any("TF-IDF" in v for v in variants) and any("random" in v for v in variants)
     assert all(0 <= r["macro_f1"] <= 1 for r in rows)
-    assert "Pretrained minus random init" in done.stdout and (out / "encoder-dapt" / "model.safetensors").is_file()
+    assert (
+        "Pretrained minus random init" in done.stdout
+        and (out / "encoder-dapt" / "model.safetensors").is_file()
+    )
     # a second run finds every result in place and trains nothing
     again = run_bench("pretraining_value.py", *args)
     assert json.loads((out / "results.json").read_text()) == rows and "stage 1/" not in again.stderr
@@ -40,7 +43,14 @@ def test_pretraining_value_bench_runs_every_variant_and_resumes(tmp_path: Path, 
 def test_pretrain_settings_bench_compares_settings(tmp_path: Path) -> None:
     out = tmp_path / "settings"
     done = run_bench(
-        "pretrain_settings.py", "--documents", "60", "--settings", "32x8@5e-4", "32x4@5e-4/0.3", "--out", str(out)
+        "pretrain_settings.py",
+        "--documents",
+        "60",
+        "--settings",
+        "32x8@5e-4",
+        "32x4@5e-4/0.3",
+        "--out",
+        str(out),
     )
     rows = json.loads((out / "results.json").read_text())
     assert [r["setting"] for r in rows] == ["32x8@5e-4", "32x4@5e-4/0.3"]
