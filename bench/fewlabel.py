@@ -10,7 +10,12 @@ on the dev split, which no choice ever looks at.
 
 from __future__ import annotations
 
+import tempfile
+import time
+from dataclasses import dataclass
+
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
@@ -19,9 +24,10 @@ from torch.utils.data import DataLoader
 
 from tunewise.data.loading import Example
 from tunewise.data.prepare import PreparedData, split_off, subsample
+from tunewise.models import BuiltModel, build_model
 from tunewise.recipes.schema import Recipe
 from tunewise.training.batching import Collator, LengthBucketBatchSampler, TextDataset
-from tunewise.training.loop import TextSplit
+from tunewise.training.loop import FitResult, TextSplit, fit_classifier
 from tunewise.training.tasks import ClassificationTask
 
 VALIDATION_SEED = 99
@@ -96,3 +102,35 @@ def tfidf_svm(train: TextSplit, validation: TextSplit, dev: TextSplit) -> tuple[
             best = (score, c, clf)
     _, c, clf = best
     return float(f1_score(dev.label_ids, clf.predict(vec.transform(dev.texts)), average="macro")), c
+
+
+@dataclass
+class Trained:
+    built: BuiltModel  # its model holds the weights of the best validation epoch
+    fit: FitResult
+    seconds: float
+
+
+def train_selected(
+    recipe: Recipe, splits: FewLabelSplits, train: TextSplit, encoder: str, seed: int, console
+) -> Trained:
+    """Build ``recipe``'s model from ``encoder`` and train it on ``train``, early stopping and
+    keeping the best epoch by the validation set (never dev)."""
+    set_seed(seed)
+    built = build_model(recipe.model, splits.labels, pretrained=encoder)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as work:
+        fit = fit_classifier(
+            built.model,
+            built.tokenizer,
+            train,
+            splits.validation,
+            recipe,
+            work,
+            labels=splits.labels,
+            seed=seed,
+            console=console,
+            show_progress=False,
+            log_with=None,
+        )
+    return Trained(built, fit, time.perf_counter() - start)

@@ -19,19 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
-import time
 from pathlib import Path
 
-from accelerate.utils import set_seed
-from fewlabel import FewLabelSplits, apply_setting  # bench/fewlabel.py, beside this script
+from fewlabel import FewLabelSplits, apply_setting, train_selected  # bench/fewlabel.py, beside this script
 from rich.console import Console
 
 from tunewise.data.prepare import prepare_data
-from tunewise.models import build_model
 from tunewise.pretrained import resolve_pretrained
 from tunewise.recipes import load_recipe
-from tunewise.training.loop import fit_classifier
 
 DEFAULT_SETTINGS = [
     "epochs=10",  # what bench/pretraining_value.py used first
@@ -62,7 +57,6 @@ def main() -> None:
     encoder = resolve_pretrained(args.encoder)
     data = prepare_data(args.data, seed=0, label_map=args.label_map)
     splits = FewLabelSplits(data)
-    labels = splits.labels
     base = load_recipe(args.recipe)
     base = base.model_copy(update={"model": base.model.model_copy(update={"max_length": args.max_length})})
 
@@ -76,23 +70,8 @@ def main() -> None:
                 if (setting, fraction, seed) in done:
                     continue
                 recipe = apply_setting(base, setting)
-                set_seed(seed)
-                built = build_model(recipe.model, labels, pretrained=encoder)
-                start = time.perf_counter()
-                with tempfile.TemporaryDirectory() as work:
-                    fit = fit_classifier(
-                        built.model,
-                        built.tokenizer,
-                        train,
-                        splits.validation,
-                        recipe,
-                        work,
-                        labels=labels,
-                        seed=seed,
-                        console=console,
-                        show_progress=False,
-                        log_with=None,
-                    )
+                run = train_selected(recipe, splits, train, encoder, seed, console)
+                fit = run.fit
                 results.append(
                     {
                         "setting": setting,
@@ -102,7 +81,7 @@ def main() -> None:
                         "tune_macro_f1": fit.best_metric,
                         "best_epoch": fit.best_epoch,
                         "epochs_run": fit.epochs_run,
-                        "seconds": round(time.perf_counter() - start, 1),
+                        "seconds": round(run.seconds, 1),
                     }
                 )
                 console.print(

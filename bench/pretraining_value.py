@@ -20,20 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from accelerate.utils import set_seed
-from fewlabel import FewLabelSplits, apply_setting, macro_f1, tfidf_svm
+from fewlabel import FewLabelSplits, apply_setting, macro_f1, tfidf_svm, train_selected
 from rich.console import Console
 
 from tunewise.data.prepare import prepare_data
-from tunewise.models import build_model
 from tunewise.pretrained import resolve_pretrained
 from tunewise.pretraining.run import PretrainOptions, pretrain
 from tunewise.recipes import load_recipe
-from tunewise.training.loop import fit_classifier
 
 PRETRAINED = "finetune (pretrained)"
 RANDOM = "same architecture, random init"
@@ -139,34 +135,19 @@ def main() -> None:
                     recipe = base.model_copy(
                         update={"model": base.model.model_copy(update={"init": "random"})}
                     )
-                set_seed(seed)
-                built = build_model(recipe.model, labels, pretrained=source)
-                start = time.perf_counter()
-                with tempfile.TemporaryDirectory() as work:
-                    fit = fit_classifier(
-                        built.model,
-                        built.tokenizer,
-                        train,
-                        splits.validation,
-                        recipe,
-                        work,
-                        labels=labels,
-                        seed=seed,
-                        console=console,
-                        show_progress=False,
-                        log_with=None,
-                    )
-                seconds = time.perf_counter() - start
+                run = train_selected(recipe, splits, train, source, seed, console)
                 record(
                     {
                         **common,
                         "variant": name,
                         # fit left the model at its best validation epoch; dev is scored once
-                        "macro_f1": macro_f1(built.model, built.tokenizer, splits.dev, recipe, labels),
-                        "validation_macro_f1": fit.best_metric,
-                        "best_epoch": fit.best_epoch,
-                        "epochs_run": fit.epochs_run,
-                        "seconds": seconds,
+                        "macro_f1": macro_f1(
+                            run.built.model, run.built.tokenizer, splits.dev, recipe, labels
+                        ),
+                        "validation_macro_f1": run.fit.best_metric,
+                        "best_epoch": run.fit.best_epoch,
+                        "epochs_run": run.fit.epochs_run,
+                        "seconds": run.seconds,
                     }
                 )
 
