@@ -8,6 +8,7 @@ ULMFiT's middle step) and keeps its vocabulary.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -266,7 +267,6 @@ def _lineage(from_dir: str | Path | None) -> list[dict]:
     path = Path(from_dir) / CARD_JSON
     if not path.is_file():
         return [{"from": str(from_dir), "note": "no tunewise model card: pretrained elsewhere"}]
-    import json
 
     previous = json.loads(path.read_text(encoding="utf-8"))
     keys = ("command", "from", "epochs", "steps", "tokens_per_epoch", "wall_time_s")
