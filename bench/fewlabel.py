@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
-from sklearn.svm import LinearSVC
 from torch import nn
 from torch.utils.data import DataLoader
 
+from tunewise.baseline import fit_tfidf_svm
 from tunewise.data.loading import Example
 from tunewise.data.prepare import PreparedData, split_off, subsample
 from tunewise.models import BuiltModel, build_model
@@ -92,16 +91,8 @@ def macro_f1(model: nn.Module, tokenizer, split: TextSplit, recipe: Recipe, labe
 
 def tfidf_svm(train: TextSplit, validation: TextSplit, dev: TextSplit) -> tuple[float, float]:
     """TF-IDF character 1-3-grams + LinearSVC, C chosen on ``validation``: (dev macro-F1, C)."""
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
-    x_train = vec.fit_transform(train.texts)
-    best = None
-    for c in (0.1, 1.0, 10.0):
-        clf = LinearSVC(C=c).fit(x_train, train.label_ids)
-        score = f1_score(validation.label_ids, clf.predict(vec.transform(validation.texts)), average="macro")
-        if best is None or score > best[0]:
-            best = (score, c, clf)
-    _, c, clf = best
-    return float(f1_score(dev.label_ids, clf.predict(vec.transform(dev.texts)), average="macro")), c
+    model = fit_tfidf_svm(train.texts, train.label_ids, validation.texts, validation.label_ids)
+    return float(f1_score(dev.label_ids, model.predict(dev.texts), average="macro")), model.c
 
 
 @dataclass

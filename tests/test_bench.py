@@ -56,3 +56,17 @@ def test_pretrain_settings_bench_compares_settings(tmp_path: Path) -> None:
     assert [r["setting"] for r in rows] == ["32x8@5e-4", "32x4@5e-4/0.3"]
     assert rows[1]["mask"] == 0.3 and rows[1]["steps"] > rows[0]["steps"]
     assert "(1.00×)" in done.stdout
+
+
+def test_learning_curve_bench_runs_compare(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = write_csv(tmp_path / "sms.csv", make_messages(40))
+    out = tmp_path / "curve"
+    done = run_bench(
+        "learning_curve.py",
+        *["--data", str(data), "--recipes", "scratch", "finetune-small", "--fractions", "1.0"],
+        *["--seeds", "1", "--max-length", "32", "--pretrained", str(tiny_bert_dir), "--out", str(out)],
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert {r["recipe"] for r in results["runs"]} == {"tfidf-svm", "scratch", "finetune-small"}
+    assert results["recipes"]["scratch"]["model"]["max_length"] == 32
+    assert (out / "report.md").is_file() and "test macro-F1" in done.stdout

@@ -309,6 +309,116 @@ def _write_predictions(path: Path, results, labels: list[str]) -> None:
             )
 
 
+def _split_list(values: list[str] | None, what: str) -> list[str]:
+    """``--x a,b --x c`` -> ``[a, b, c]``: both the repeated and the comma-separated form."""
+    items = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    if values and not items:
+        _fail(f"{what} is empty")
+    return items
+
+
+def _parse_fractions(values: list[str] | None) -> list[float] | None:
+    if not values:
+        return None
+    try:
+        return [
+            float(v.rstrip("%")) / (100 if v.endswith("%") else 1) for v in _split_list(values, "--fractions")
+        ]
+    except ValueError:
+        _fail(f"--fractions takes numbers in (0, 1] or percentages like 5%, got {values}")
+    return None
+
+
+@app.command()
+def compare(
+    data: Path = typer.Option(..., "--data", help="Labelled data file or folder."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, report.md and report.html."),
+    recipes: list[str] | None = typer.Option(
+        None,
+        "--recipes",
+        help="Recipes to compare, comma-separated or repeated (default: scratch and finetune, or "
+        "finetune-small with the bundled encoder).",
+    ),
+    fractions: list[str] | None = typer.Option(
+        None,
+        "--fractions",
+        help="Fractions of the training labels, e.g. 0.01,0.05,0.2,1 or 5% (default: 0.01,0.05,0.2,1).",
+    ),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per (recipe, fraction): 0 .. N-1."),
+    pretrained: str | None = typer.Option(
+        None, "--pretrained", help="Encoder for the pretrained recipes (default: bundled tunewise-mini-zh)."
+    ),
+    no_baseline: bool = typer.Option(
+        False, "--no-baseline", help="Leave out the TF-IDF + linear SVM reference."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="Override every recipe's total epochs."),
+    max_length: int | None = typer.Option(
+        None, "--max-length", help="Override every recipe's max tokens per text."
+    ),
+    split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,dev,test fractions (one fixed split)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the one train/dev/test split."),
+    text_column: str | None = typer.Option(None, "--text-column"),
+    label_column: str | None = typer.Option(None, "--label-column"),
+    label_map: Path | None = typer.Option(None, "--label-map", help="YAML mapping labels onto one taxonomy."),
+    keep_models: bool = typer.Option(
+        False, "--keep-models", help="Keep every run's weights (by default only figures are kept)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help="Show each run's epoch log."),
+) -> None:
+    """Measure recipes against each other across label fractions and seeds; write a report.
+
+    Interrupted? Run the same command again: finished runs are kept, a half-done run resumes.
+    """
+    from tunewise.compare import CompareOptions, print_comparison, run_comparison, write_report
+    from tunewise.compare.runs import DEFAULT_FRACTIONS
+
+    opts = CompareOptions(
+        data=data,
+        out=out_dir,
+        recipes=_split_list(recipes, "--recipes") or None,
+        fractions=_parse_fractions(fractions) or list(DEFAULT_FRACTIONS),
+        seeds=seeds,
+        baseline=not no_baseline,
+        pretrained=pretrained,
+        epochs=epochs,
+        max_length=max_length,
+        split=_parse_split(split),
+        split_seed=split_seed,
+        text_column=text_column,
+        label_column=label_column,
+        label_map=label_map,
+        keep_models=keep_models,
+        quiet_runs=not verbose,
+    )
+    try:
+        results = run_comparison(opts, console=err)
+    except _user_errors() as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail(
+            f"interrupted; finished runs are in {out_dir}/results.json: run the same command to continue", 130
+        )
+    files = write_report(results, out_dir, command=" ".join(["tunewise", *sys.argv[1:]]))
+    print_comparison(results, out)
+    err.print(f"report: {files['markdown']} and {files['html']}")
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report and the final model go."),
+) -> None:
+    """The main job on embedded defaults: compare scratch vs fine-tuning the bundled encoder on
+    the bundled sample SMS, write the report, train the final model, classify examples."""
+    from tunewise.demo import DemoOptions, run_demo
+
+    try:
+        run_demo(DemoOptions(out=out_dir), console=out)
+    except _user_errors() as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; run `tunewise demo` with the same --out again to continue", 130)
+
+
 @app.command()
 def pretrain(
     out_dir: Path = typer.Option(..., "--out", help="Output encoder directory."),

@@ -42,6 +42,9 @@ class TrainOptions:
     out: str | Path
     pretrained: str | None = None
     seed: int = 0
+    # the train/dev/test split's own seed; None: the run's seed. A comparison fixes it so
+    # that every run, whatever its seed, sees the same test split.
+    split_seed: int | None = None
     resume: bool = False
     label_fraction: float = 1.0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -70,7 +73,8 @@ def _fingerprint(data: PreparedData, opts: TrainOptions) -> str:
         h.update("".join(keys).encode())
     h.update(
         json.dumps(
-            [opts.seed, opts.label_fraction, opts.recipe.model_dump(mode="json")], sort_keys=True
+            [opts.seed, opts.label_fraction, opts.recipe.model_dump(mode="json"), opts.pretrained],
+            sort_keys=True,
         ).encode()
     )
     return h.hexdigest()[:20]
@@ -100,7 +104,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         opts.data,
         normalizer=SmsNormalizer(opts.normalizer),
         fractions=opts.split,
-        seed=opts.seed,
+        seed=opts.seed if opts.split_seed is None else opts.split_seed,
         text_column=opts.text_column,
         label_column=opts.label_column,
         label_map=opts.label_map,
@@ -156,7 +160,12 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
     (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     write_json_atomic(out / "data_report.json", data.report.to_dict())
     write_json_atomic(
-        out / SPLIT_FILE, {"seed": opts.seed, "fractions": list(opts.split), **data.split_keys()}
+        out / SPLIT_FILE,
+        {
+            "seed": opts.seed if opts.split_seed is None else opts.split_seed,
+            "fractions": list(opts.split),
+            **data.split_keys(),
+        },
     )
     write_json_atomic(
         run_file,
@@ -215,6 +224,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
             "dev": dev_metrics,
             "trainable_params": result.trainable_params,
             "total_params": result.total_params,
+            "stages": result.stages,
         },
     )
     write_json_atomic(out / "history.json", result.history)

@@ -1,0 +1,72 @@
+"""The full learning curve on real data: `tunewise compare` on Telecom_Fraud_Texts_5.
+
+Training from scratch (TextCNN), fine-tuning the bundled tunewise-mini-zh (`finetune-small`)
+and the TF-IDF + linear SVM reference, at 1%, 5%, 20% and 100% of the training labels,
+3 seeds each, on one fixed split (seed 0, 80/10/10). Every run picks its epoch on the dev
+split; figures are on the test split, which no choice looks at.
+
+    python bench/learning_curve.py --data ../shared/data/telecom_fraud_5 \\
+        --label-map examples/telecom_fraud_5.labels.yaml --out runs/bench-learning-curve
+
+Resumable (rerun the same command). Writes the comparison's results.json, report.md,
+report.html and plots into --out, and with --save copies results.json and the learning
+curve into bench/results/ for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from tunewise.compare import CompareOptions, print_comparison, run_comparison, write_report
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--label-map")
+    parser.add_argument("--recipes", nargs="+", default=["scratch", "finetune-small"])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.2, 1.0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=128, help="tokens per message (SMS are short)")
+    parser.add_argument("--pretrained", help="encoder for the fine-tuning recipes (default: bundled)")
+    parser.add_argument("--out", default="runs/bench-learning-curve")
+    parser.add_argument("--save", action="store_true", help="copy results and plot into bench/results/")
+    args = parser.parse_args()
+
+    console = Console(stderr=True, soft_wrap=True)
+    results = run_comparison(
+        CompareOptions(
+            data=args.data,
+            out=args.out,
+            recipes=args.recipes,
+            fractions=args.fractions,
+            seeds=args.seeds,
+            pretrained=args.pretrained,
+            max_length=args.max_length,
+            label_map=args.label_map,
+        ),
+        console=console,
+    )
+    command = "python bench/learning_curve.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in (("data", args.data), ("label_map", args.label_map)) if v
+    )
+    files = write_report(results, args.out, command=command)
+    print_comparison(results, Console(soft_wrap=True))
+    console.print(f"report: {files['markdown']}")
+    if args.save:
+        RESULTS.mkdir(exist_ok=True)
+        shutil.copy(Path(args.out) / "results.json", RESULTS / "learning_curve.json")
+        shutil.copy(files["learning_curve"], RESULTS / "learning_curve.png")
+        console.print(f"saved to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

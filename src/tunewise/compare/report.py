@@ -1,0 +1,372 @@
+"""Write a comparison's ``report.md`` and a self-contained ``report.html`` with PNG plots.
+
+Both documents are rendered from one list of blocks, so they always say the same thing.
+The HTML embeds its images as data URIs and escapes every piece of text (labels and
+recipe names come from user files).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunewise.compare.summary import (
+    TFIDF,
+    cells,
+    describe_recipe,
+    fmt_count,
+    fmt_fraction,
+    fmt_score,
+    fractions,
+    recipe_order,
+    verdict,
+)
+
+
+@dataclass
+class Block:
+    kind: str  # "h1" | "h2" | "p" | "ul" | "table" | "img" | "code"
+    text: str = ""
+    items: list[str] | None = None
+    header: list[str] | None = None
+    rows: list[list[str]] | None = None
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curve(results: dict, path: Path) -> None:
+    """Test macro-F1 (mean ± sd over seeds) against the labelled fraction, log x."""
+    plt = _plt()
+    table = cells(results)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in recipe_order(results):
+        pts = [(f, table[(name, f)]) for f in fractions(results) if (name, f) in table]
+        xs = [f for f, _ in pts]
+        ys = [c.mean("test_macro_f1") for _, c in pts]
+        es = [c.sd("test_macro_f1") for _, c in pts]
+        style = {"linestyle": "--", "color": "gray"} if name == TFIDF else {}
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name, **style)
+    ax.set_xscale("log")
+    fr = fractions(results)
+    ax.set_xticks(fr, [fmt_fraction(f) for f in fr])
+    ax.minorticks_off()
+    ax.set_xlabel("share of the training labels (log scale)")
+    ax.set_ylabel("test macro-F1 (mean ± sd over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training_curves(results: dict, path: Path) -> bool:
+    """Dev loss and dev macro-F1 per epoch, one column per neural recipe, one line per
+    label fraction (first seed). False when no run has a history."""
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    names = [n for n in recipe_order(results) if n != TFIDF]
+    first_seed = min((r["seed"] for r in results["runs"]), default=0)
+    runs = {
+        (r["recipe"], float(r["fraction"])): r
+        for r in results["runs"]
+        if r["seed"] == first_seed and r.get("history")
+    }
+    names = [n for n in names if any(k[0] == n for k in runs)]
+    if not names:
+        return False
+    fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 6.4), squeeze=False)
+    for col, name in enumerate(names):
+        for f in fractions(results):
+            run = runs.get((name, f))
+            if run is None:
+                continue
+            epochs = [h["epoch"] for h in run["history"]]
+            axes[0][col].plot(
+                epochs, [h.get("dev_loss") for h in run["history"]], marker=".", label=fmt_fraction(f)
+            )
+            axes[1][col].plot(
+                epochs, [h.get("dev_macro_f1") for h in run["history"]], marker=".", label=fmt_fraction(f)
+            )
+        axes[0][col].set_title(name)
+        axes[0][col].set_ylabel("dev loss")
+        axes[1][col].set_ylabel("dev macro-F1")
+        axes[1][col].set_xlabel("epoch")
+        for row in (0, 1):
+            axes[row][col].xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in (axes[0][col], axes[1][col]):
+            ax.grid(alpha=0.3)
+        axes[0][col].legend(title="label fraction", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_confusions(results: dict, out: Path) -> list[tuple[str, Path]]:
+    """One confusion matrix per recipe: largest fraction, first seed, test split."""
+    from tunewise.evaluation import plot_confusion_matrix
+
+    made = []
+    top = max(fractions(results), default=None)
+    for name in recipe_order(results):
+        run = min(
+            (r for r in results["runs"] if r["recipe"] == name and float(r["fraction"]) == top),
+            key=lambda r: r["seed"],
+            default=None,
+        )
+        if run is None or not run.get("confusion_matrix"):
+            continue
+        cm = run["confusion_matrix"]
+        metrics = {
+            "labels": results["labels"],
+            "confusion_matrix": cm,
+            "accuracy": run["test_accuracy"],
+            "macro_f1": run["test_macro_f1"],
+            "n": sum(map(sum, cm)),
+        }
+        path = out / f"confusion_{_safe(name)}.png"
+        plot_confusion_matrix(metrics, path)
+        made.append((name, path))
+    return made
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def build_blocks(results: dict, images: dict[str, Path], command: str | None = None) -> list[Block]:
+    names = recipe_order(results)
+    fr = fractions(results)
+    table = cells(results)
+    sizes = results.get("split_sizes", {})
+    blocks = [
+        Block("h1", "tunewise compare: fine-tune or train from scratch?"),
+        Block(
+            "p",
+            f"Data: {results.get('data')} — {len(results.get('labels', []))} labels, "
+            f"{sizes.get('train', '?')} train / {sizes.get('dev', '?')} dev / {sizes.get('test', '?')} test "
+            f"messages (split seed {results.get('split_seed')}). Every run trains on a stratified "
+            "fraction of the same training split, picks its best epoch on the same dev split and "
+            "is scored once on the same test split; figures are test macro-F1, mean ± sd over seeds "
+            f"{', '.join(map(str, results.get('seeds', [])))}.",
+        ),
+        Block("h2", "Verdict"),
+        Block("ul", items=verdict(results) or ["Not enough finished runs for a verdict yet."]),
+        Block("h2", "Test macro-F1 by label fraction"),
+        Block(
+            "table",
+            header=["recipe"]
+            + [f"{fmt_fraction(f)} (~{fmt_count(_size(table, names, f))} msgs)" for f in fr],
+            rows=[[n] + [fmt_score(table.get((n, f))) for f in fr] for n in names],
+        ),
+    ]
+    if "learning_curve" in images:
+        blocks.append(Block("img", str(images["learning_curve"]), items=["macro-F1 vs labelled fraction"]))
+    top = fr[-1] if fr else None
+    blocks += [
+        Block("h2", "The two regimes, as these recipes ran them"),
+        Block(
+            "p",
+            "The note's comparison table, filled from the recipes and the runs; outcomes are on "
+            "the test split" + (f", costs at {fmt_fraction(top)} of the labels." if top is not None else "."),
+        ),
+        _regimes_table(results, names, table, fr, top),
+    ]
+    if "training_curves" in images:
+        blocks += [
+            Block("h2", "Training curves"),
+            Block("p", "Dev loss and dev macro-F1 per epoch (first seed), one line per label fraction."),
+            Block("img", str(images["training_curves"]), items=["training curves"]),
+        ]
+    confusions = [(k, v) for k, v in images.items() if k.startswith("confusion:")]
+    if confusions:
+        blocks.append(
+            Block("h2", f"Confusion matrices (test split, {fmt_fraction(top)} of the labels, first seed)")
+        )
+        for key, path in confusions:
+            blocks += [Block("p", key.split(":", 1)[1]), Block("img", str(path), items=[key])]
+    blocks += [Block("h2", "Every run"), _runs_table(results)]
+    if command:
+        blocks += [Block("h2", "Reproduce"), Block("code", command)]
+    return blocks
+
+
+def _size(table, names, f) -> float:
+    return max((table[(n, f)].train_size for n in names if (n, f) in table), default=0.0)
+
+
+def _regimes_table(results, names, table, fr, top) -> Block:
+    described = {n: describe_recipe(results, n) for n in names}
+    aspects = list(next(iter(described.values())).keys()) if described else []
+    rows = [[a] + [described[n][a] for n in names] for a in aspects]
+    for f in fr:
+        rows.append([f"test macro-F1 at {fmt_fraction(f)}"] + [fmt_score(table.get((n, f))) for n in names])
+    if top is not None:
+
+        def mean_of(n, key, fmt):
+            c = table.get((n, top))
+            v = c.mean(key) if c else None
+            return fmt(v) if v is not None else "—"
+
+        rows += [
+            ["training time"] + [mean_of(n, "train_seconds", lambda v: f"{v:,.1f} s") for n in names],
+            ["trainable / total parameters"]
+            + [
+                f"{mean_of(n, 'trainable_params', fmt_count)} / {mean_of(n, 'total_params', fmt_count)}"
+                for n in names
+            ],
+            ["peak memory (process RSS)"]
+            + [mean_of(n, "peak_memory_mb", lambda v: f"{v:,.0f} MiB") for n in names],
+        ]
+    return Block("table", header=["aspect"] + names, rows=rows)
+
+
+def _runs_table(results: dict) -> Block:
+    header = [
+        "recipe",
+        "fraction",
+        "seed",
+        "train msgs",
+        "test macro-F1",
+        "test acc",
+        "best epoch",
+        "train s",
+        "peak MiB",
+    ]
+    rows = []
+    for r in sorted(results["runs"], key=lambda r: (r["recipe"], r["fraction"], r["seed"])):
+        rows.append(
+            [
+                r["recipe"],
+                fmt_fraction(r["fraction"]),
+                str(r["seed"]),
+                f"{r['train_size']:,}",
+                f"{r['test_macro_f1']:.4f}",
+                f"{r['test_accuracy']:.4f}",
+                str(r.get("best_epoch") or "—"),
+                f"{r['train_seconds']:,.1f}",
+                f"{r['peak_memory_mb']:,.0f}",
+            ]
+        )
+    return Block("table", header=header, rows=rows)
+
+
+def render_markdown(blocks: list[Block], base: Path) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines: list[str] = []
+    for b in blocks:
+        if b.kind == "h1":
+            lines += [f"# {b.text}", ""]
+        elif b.kind == "h2":
+            lines += [f"## {b.text}", ""]
+        elif b.kind == "p":
+            lines += [b.text, ""]
+        elif b.kind == "ul":
+            lines += [f"- {item}" for item in b.items or []] + [""]
+        elif b.kind == "code":
+            lines += ["```bash", b.text, "```", ""]
+        elif b.kind == "img":
+            rel = Path(b.text).relative_to(base) if Path(b.text).is_relative_to(base) else Path(b.text)
+            lines += [f"![{(b.items or [''])[0]}]({rel.as_posix()})", ""]
+        elif b.kind == "table":
+            header = b.header or []
+            lines.append("| " + " | ".join(cell(h) for h in header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in b.rows or []]
+            lines.append("")
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;
+text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto}li{margin:.3em 0}
+"""
+
+
+def render_html(blocks: list[Block]) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(blocks[0].text if blocks else 'tunewise report')}</title>",
+        f"<style>{_CSS}</style></head><body>",
+    ]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "p"):
+            parts.append(f"<{b.kind}>{esc(b.text)}</{b.kind}>")
+        elif b.kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items or []) + "</ul>")
+        elif b.kind == "code":
+            parts.append(f"<pre><code>{esc(b.text)}</code></pre>")
+        elif b.kind == "img":
+            data = base64.b64encode(Path(b.text).read_bytes()).decode("ascii")
+            alt = esc((b.items or [""])[0])
+            parts.append(f'<p><img alt="{alt}" src="data:image/png;base64,{data}"></p>')
+        elif b.kind == "table":
+            head = "".join(f"<th>{esc(h)}</th>" for h in b.header or [])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in b.rows or []
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(results: dict, out: str | Path, command: str | None = None) -> dict[str, Path]:
+    """Plots, ``report.md`` and ``report.html`` into ``out``; returns the files written.
+
+    Example:
+        >>> files = write_report(load_results("runs/cmp"), "runs/cmp")  # doctest: +SKIP
+        >>> sorted(files)  # doctest: +SKIP
+        ['html', 'learning_curve', 'markdown', ...]
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images: dict[str, Path] = {}
+    if results["runs"]:
+        images["learning_curve"] = out / "learning_curve.png"
+        plot_learning_curve(results, images["learning_curve"])
+        curves = out / "training_curves.png"
+        if plot_training_curves(results, curves):
+            images["training_curves"] = curves
+        for name, path in plot_confusions(results, out):
+            images[f"confusion:{name}"] = path
+    blocks = build_blocks(results, images, command)
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(render_markdown(blocks, out), encoding="utf-8")
+    page.write_text(render_html(blocks), encoding="utf-8")
+    return {"markdown": md, "html": page, **images}
+
+
+def print_comparison(results: dict, console) -> None:
+    """The test macro-F1 table and the verdict, on a terminal (a rich ``Console``)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    fr = fractions(results)
+    grid = cells(results)
+    table = Table(title="test macro-F1 (mean ± sd over seeds)")
+    table.add_column("recipe")
+    for f in fr:
+        table.add_column(f"{fmt_fraction(f)} of labels", justify="right")
+    for name in recipe_order(results):
+        table.add_row(escape(name), *[fmt_score(grid.get((name, f))) for f in fr])
+    console.print(table)
+    for line in verdict(results):
+        console.print(f"• {escape(line)}")

@@ -1,0 +1,275 @@
+"""Run recipes x label fractions x seeds on one fixed split, plus the TF-IDF reference.
+
+Every run trains on a stratified ``label_fraction`` of the same training split (drawn with
+the run's seed), selects its epoch on the same dev split, and is scored once on the same
+test split. ``results.json`` is rewritten atomically after each run, so an interrupted
+comparison picks up where it stopped; a run killed half-way resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from queue import Empty
+
+from rich.console import Console
+
+from tunewise import __version__
+from tunewise.compare.summary import fmt_fraction
+from tunewise.compare.worker import TFIDF, execute
+from tunewise.data.loading import DataError
+from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
+from tunewise.data.prepare import prepare_data, subsample
+from tunewise.pretrained import BUNDLED_DIR, resolve_pretrained
+from tunewise.recipes.schema import Recipe, load_recipe
+from tunewise.training.checkpoint import write_json_atomic
+
+RESULTS_FILE = "results.json"
+DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
+
+
+class CompareError(DataError):
+    """A comparison cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class CompareOptions:
+    """What ``tunewise compare`` takes.
+
+    ``recipes`` are built-in names or YAML files (default: :func:`default_recipes`); the TF-IDF
+    reference is added unless ``baseline`` is off. Seeds are ``0 .. seeds-1``; the split
+    always uses ``split_seed``.
+    """
+
+    data: str | Path
+    out: str | Path
+    recipes: list[str] | None = None  # None: default_recipes(pretrained)
+    fractions: list[float] = field(default_factory=lambda: list(DEFAULT_FRACTIONS))
+    seeds: int = 3
+    baseline: bool = True
+    pretrained: str | None = None
+    epochs: int | None = None
+    max_length: int | None = None  # override every recipe's max tokens per text
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    text_column: str | None = None
+    label_column: str | None = None
+    label_map: str | Path | None = None
+    normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
+    keep_models: bool = False
+    show_progress: bool = False
+    quiet_runs: bool = True  # the runs' own epoch logs; the comparison prints one line per run
+
+
+def default_recipes(pretrained: str | None) -> list[str]:
+    """``scratch`` and the fine-tuning recipe that suits the encoder: ``finetune`` (rates for
+    BERT-base-sized checkpoints), or ``finetune-small`` for the bundled mini encoder, which
+    ``finetune``'s 5e-5 barely moves (BENCHMARKS.md: 0.44 vs 0.80 macro-F1 at 1% labels).
+
+    Example:
+        >>> default_recipes("bert-base-chinese"), default_recipes(None)
+        (['scratch', 'finetune'], ['scratch', 'finetune-small'])
+    """
+    resolved = resolve_pretrained(pretrained)
+    bundled = resolved is not None and Path(resolved).parent == BUNDLED_DIR
+    return ["scratch", "finetune-small" if bundled or resolved is None else "finetune"]
+
+
+def run_key(recipe: str, fraction: float, seed: int) -> str:
+    """The identifier of one run, stable across resumptions.
+
+    Example:
+        >>> run_key("finetune", 0.05, 2)
+        'finetune/f0.05/s2'
+    """
+    return f"{recipe}/f{fraction:g}/s{seed}"
+
+
+def load_results(out: str | Path) -> dict | None:
+    """The ``results.json`` of a comparison directory, or ``None`` when there is none."""
+    path = Path(out) / RESULTS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _split_fingerprint(keys: dict[str, list[str]]) -> str:
+    h = hashlib.sha256()
+    for split in sorted(keys):
+        h.update(split.encode())
+        h.update("".join(keys[split]).encode())
+    return h.hexdigest()[:20]
+
+
+def _load_recipes(opts: CompareOptions, names: list[str]) -> dict[str, Recipe]:
+    recipes: dict[str, Recipe] = {}
+    for name in names:
+        recipe = load_recipe(name)
+        if opts.epochs is not None:
+            recipe = recipe.with_epochs(opts.epochs)
+        if opts.max_length is not None:
+            model = recipe.model.model_copy(update={"max_length": opts.max_length})
+            recipe = recipe.model_copy(update={"model": model})
+        if recipe.name in recipes or recipe.name == TFIDF:
+            raise CompareError(f"two recipes are named {recipe.name!r}; give each a distinct name")
+        recipes[recipe.name] = recipe
+    if not recipes and not opts.baseline:
+        raise CompareError("nothing to compare: no recipes and the baseline is off")
+    return recipes
+
+
+def _check_fractions(fractions: list[float]) -> list[float]:
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad:
+        raise CompareError(f"label fractions must be in (0, 1], got {bad}")
+    return sorted(set(fractions))
+
+
+def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict:
+    """Run every (recipe, fraction, seed) not yet in ``out/results.json``; return all results.
+
+    Example:
+        >>> results = run_comparison(CompareOptions(data="sms.csv", out="runs/cmp",
+        ...                                         fractions=[0.1, 1.0], seeds=2))  # doctest: +SKIP
+        >>> len(results["runs"])  # 3 recipes (with TF-IDF) x 2 fractions x 2 seeds  # doctest: +SKIP
+        12
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    out = Path(opts.out)
+    fractions = _check_fractions(list(opts.fractions))
+    if opts.seeds < 1:
+        raise CompareError(f"--seeds must be at least 1, got {opts.seeds}")
+    pretrained = resolve_pretrained(opts.pretrained)
+    recipe_names = opts.recipes if opts.recipes is not None else default_recipes(opts.pretrained)
+    if opts.recipes is None:
+        console.print(f"recipes: {', '.join(recipe_names)} (the defaults for this encoder; see --recipes)")
+    recipes = _load_recipes(opts, recipe_names)
+    data = prepare_data(
+        opts.data,
+        normalizer=SmsNormalizer(opts.normalizer),
+        fractions=opts.split,
+        seed=opts.split_seed,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        label_map=opts.label_map,
+    )
+    data.report.print(console)
+    if not data.splits["dev"] or not data.splits["test"]:
+        raise CompareError("the dev or test split is empty; give more data or larger --split fractions")
+    fingerprint = _split_fingerprint(data.split_keys())
+
+    results = load_results(out)
+    if results is not None and results.get("split_fingerprint") != fingerprint:
+        raise CompareError(
+            f"{out} holds a comparison of different data or another split; choose another --out "
+            "(nothing was overwritten)"
+        )
+    results = results or {"runs": []}
+    names = ([TFIDF] if opts.baseline else []) + list(recipes)
+    results.update(
+        {
+            "tunewise_version": __version__,
+            "data": str(opts.data),
+            "split": list(opts.split),
+            "split_seed": opts.split_seed,
+            "split_fingerprint": fingerprint,
+            "labels": data.labels,
+            "split_sizes": {s: len(ex) for s, ex in data.splits.items()},
+            "pretrained": pretrained,
+            "fractions": fractions,
+            "seeds": list(range(opts.seeds)),
+            "recipes": {
+                **{n: r.model_dump(mode="json") for n, r in recipes.items()},
+                **({TFIDF: None} if opts.baseline else {}),
+            },
+            "order": names,
+            "options": json.loads(json.dumps(asdict(opts), default=str)),
+        }
+    )
+    done = {r["key"] for r in results["runs"]}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / RESULTS_FILE, results)
+
+    jobs = []
+    for fraction in fractions:  # small fractions first: the informative part finishes early
+        n_train = len(subsample(data.splits["train"], fraction, seed=0))
+        for seed in range(opts.seeds):
+            for name in names:
+                key = run_key(name, fraction, seed)
+                if key not in done:
+                    jobs.append((key, name, fraction, seed, n_train))
+    total = len(results["runs"]) + len(jobs)
+    if len(results["runs"]):
+        console.print(f"resuming: {len(results['runs'])} of {total} runs already done in {out}")
+
+    context = multiprocessing.get_context("spawn")
+    for key, name, fraction, seed, n_train in jobs:
+        job = {
+            "recipe_name": name,
+            "recipe": recipes[name].model_dump(mode="json") if name in recipes else None,
+            "data": str(opts.data),
+            "run_dir": str(out / "runs" / key.replace("/", "_")),
+            "pretrained": pretrained,
+            "seed": seed,
+            "split_seed": opts.split_seed,
+            "fraction": fraction,
+            "split": list(opts.split),
+            "text_column": opts.text_column,
+            "label_column": opts.label_column,
+            "label_map": str(opts.label_map) if opts.label_map else None,
+            "normalizer": opts.normalizer.to_dict(),
+            "keep_models": opts.keep_models,
+            "show_progress": opts.show_progress,
+            "quiet": opts.quiet_runs,
+        }
+        done_count = len(results["runs"]) + 1
+        console.print(
+            f"[{done_count}/{total}] {name} · {fmt_fraction(fraction)} of the labels "
+            f"(~{n_train:,}) · seed {seed}"
+        )
+        started = time.perf_counter()
+        record = _run_in_child(context, job, key)
+        record.update(
+            {
+                "key": key,
+                "recipe": name,
+                "fraction": fraction,
+                "seed": seed,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        results["runs"].append(record)
+        write_json_atomic(out / RESULTS_FILE, results)
+        console.print(
+            f"    test macro-F1 {record['test_macro_f1']:.4f} · accuracy {record['test_accuracy']:.4f} · "
+            f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB"
+        )
+    return results
+
+
+def _run_in_child(context, job: dict, key: str) -> dict:
+    queue = context.Queue()
+    process = context.Process(target=execute, args=(job, queue), name=f"tunewise-{key}")
+    process.start()
+    try:
+        while True:
+            try:
+                ok, payload = queue.get(timeout=1.0)
+                break
+            except Empty:
+                if not process.is_alive() and queue.empty():
+                    # killed from outside (out of memory, a signal) before it could report
+                    ok, payload = False, f"the run's process ended with exit code {process.exitcode}"
+                    break
+    except KeyboardInterrupt:
+        process.terminate()
+        process.join()
+        raise
+    process.join()
+    if not ok:
+        raise CompareError(
+            f"run {key} failed: {payload}. Finished runs are saved; rerun the same command to continue."
+        )
+    return payload

@@ -1,0 +1,154 @@
+"""One run of a comparison, executed in its own process.
+
+A fresh process per run gives each run a clean memory figure (the peak resident set of
+that process alone, not of everything that ran before it) and keeps a crash in one run
+from taking the finished ones with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+TFIDF = "tfidf-svm"
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux, macOS; psutil elsewhere)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def run_neural(job: dict) -> dict:
+    """Train ``job['recipe']`` at one label fraction and seed; score its test split."""
+    from rich.console import Console
+
+    from tunewise.data.normalize import NormalizerConfig
+    from tunewise.evaluation import evaluate_model
+    from tunewise.recipes.schema import Recipe
+    from tunewise.training.checkpoint import latest_checkpoint
+    from tunewise.training.run import TrainOptions, train_model
+
+    console = Console(stderr=True, soft_wrap=True, quiet=job["quiet"])
+    run_dir = Path(job["run_dir"])
+    recipe = Recipe.model_validate(job["recipe"])
+    outcome = train_model(
+        TrainOptions(
+            data=job["data"],
+            recipe=recipe,
+            out=run_dir,
+            pretrained=job["pretrained"],
+            seed=job["seed"],
+            split_seed=job["split_seed"],
+            resume=latest_checkpoint(run_dir / "checkpoints") is not None,
+            label_fraction=job["fraction"],
+            split=tuple(job["split"]),
+            text_column=job["text_column"],
+            label_column=job["label_column"],
+            label_map=job["label_map"],
+            normalizer=NormalizerConfig(**job["normalizer"]),
+            show_progress=job["show_progress"],
+            log_with=None,
+        ),
+        console=console,
+    )
+    metrics = evaluate_model(
+        run_dir,
+        job["data"],
+        split="test",
+        text_column=job["text_column"],
+        label_column=job["label_column"],
+        label_map=job["label_map"],
+    )
+    if not job["keep_models"]:
+        # the figures are what a comparison keeps; 36 copies of an encoder are not
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        for weights in run_dir.glob("*.safetensors"):
+            weights.unlink()
+    fit = outcome.fit
+    return {
+        "train_size": len(outcome.data.splits["train"]),
+        "test_macro_f1": metrics["macro_f1"],
+        "test_accuracy": metrics["accuracy"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "dev_macro_f1": outcome.dev_metrics["macro_f1"],
+        "train_seconds": fit.wall_time_s,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "trainable_params": max(s["trainable_params"] for s in fit.stages)
+        if fit.stages
+        else fit.trainable_params,
+        "total_params": fit.total_params,
+        "stages": fit.stages,
+        "weights_source": _weights_source(run_dir),
+        "history": fit.history,
+    }
+
+
+def _weights_source(run_dir: Path) -> str | None:
+    import json
+
+    meta = run_dir / "tunewise.json"
+    return json.loads(meta.read_text(encoding="utf-8")).get("weights_source") if meta.is_file() else None
+
+
+def run_tfidf(job: dict) -> dict:
+    """The TF-IDF + linear SVM reference on the same labelled subset, C chosen on dev."""
+    from tunewise.baseline import fit_tfidf_svm
+    from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
+    from tunewise.data.prepare import prepare_data, subsample
+    from tunewise.metrics import classification_metrics
+
+    data = prepare_data(
+        job["data"],
+        normalizer=SmsNormalizer(NormalizerConfig(**job["normalizer"])),
+        fractions=tuple(job["split"]),
+        seed=job["split_seed"],
+        text_column=job["text_column"],
+        label_column=job["label_column"],
+        label_map=job["label_map"],
+    )
+    # the same subset train_model draws for this fraction and seed
+    train = subsample(data.splits["train"], job["fraction"], seed=job["seed"])
+    index = {lab: i for i, lab in enumerate(data.labels)}
+    start = time.perf_counter()
+    model = fit_tfidf_svm(
+        [e.text for e in train], [index[e.label] for e in train], data.texts("dev"), data.label_ids("dev")
+    )
+    seconds = time.perf_counter() - start
+    metrics = classification_metrics(data.label_ids("test"), model.predict(data.texts("test")), data.labels)
+    return {
+        "train_size": len(train),
+        "test_macro_f1": metrics["macro_f1"],
+        "test_accuracy": metrics["accuracy"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "dev_macro_f1": model.validation_macro_f1,
+        "train_seconds": seconds,
+        "best_epoch": None,
+        "epochs_run": None,
+        "trainable_params": model.n_params,
+        "total_params": model.n_params,
+        "C": model.c,
+        "history": [],
+    }
+
+
+def execute(job: dict, results) -> None:
+    """Process entry point: run ``job`` and put ``(ok, record_or_error)`` on ``results``."""
+    try:
+        record = run_tfidf(job) if job["recipe_name"] == TFIDF else run_neural(job)
+        record["peak_memory_mb"] = peak_memory_mb()
+        results.put((True, record))
+    except KeyboardInterrupt:
+        results.put((False, "interrupted"))
+    except Exception as exc:  # reported by the parent with the run it belongs to
+        results.put((False, f"{type(exc).__name__}: {exc}"))

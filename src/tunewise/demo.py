@@ -1,0 +1,151 @@
+"""``tunewise demo``: the main job on embedded defaults, offline, on 2 CPU cores.
+
+1. compare training from scratch with fine-tuning the bundled ``tunewise-mini-zh`` (and the
+   TF-IDF reference) on the embedded sample set, across label fractions;
+2. write the comparison report;
+3. train the final model with the recipe that did best on the dev split;
+4. classify a few new messages with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tunewise.compare import CompareOptions, print_comparison, run_comparison, write_report
+from tunewise.compare.summary import cells, fractions, recipe_order
+from tunewise.compare.worker import TFIDF
+from tunewise.recipes.schema import load_recipe
+from tunewise.samples import sample_sms_path
+
+# New messages, not in the sample set (a test checks): what the final model is shown doing.
+EXAMPLE_MESSAGES = [
+    "【中国银行】您尾号3816的借记卡11月30日10:12转入工资7,420.00元，余额9,388.21元。",
+    "妈，我周六中午到家，想吃你做的糖醋排骨，别忘了提前买哦。",
+    "【菜鸟驿站】您的包裹已到文化路驿站，取件码3-5-1126，请在今天21点前领取。",
+    "您好，您的社保卡存在异常即将冻结，请立即点击 sb-jiedong点top 输入银行卡密码进行解冻。",
+    "兼❤职日结，给商家刷好评一单二十，手机就能做，加薇：hp-8866，先垫付后返款。",
+    "我是你王叔，换号了，我这边出了点急事，你先转我一万块，明天一早就还你，别跟你爸说。",
+]
+
+
+@dataclass
+class DemoOptions:
+    """The demo's budget. The defaults fit in about 10 minutes on 2 CPU cores
+    (``BENCHMARKS.md`` has the measured time); tests shrink them."""
+
+    out: str | Path = "runs/demo"
+    recipes: list[str] = field(default_factory=lambda: ["scratch", "finetune-small"])
+    fractions: list[float] = field(default_factory=lambda: [0.05, 0.2, 1.0])
+    seeds: int = 2
+    epochs: dict[str, int] = field(default_factory=lambda: {"scratch": 20, "finetune-small": 10})
+    max_length: int = 128  # the sample messages are at most 104 characters
+    data: str | Path | None = None  # default: the embedded sample set
+    messages: list[str] = field(default_factory=lambda: list(EXAMPLE_MESSAGES))
+
+
+def _demo_recipes(opts: DemoOptions, out: Path) -> list[str]:
+    """The recipes with the demo's epoch budget, written as YAML files into ``out``."""
+    paths = []
+    for name in opts.recipes:
+        recipe = load_recipe(name)
+        if name in opts.epochs:
+            recipe = recipe.with_epochs(opts.epochs[name])
+        model = recipe.model.model_copy(update={"max_length": min(recipe.model.max_length, opts.max_length)})
+        recipe = recipe.model_copy(update={"model": model})
+        path = out / "recipes" / f"{recipe.name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(recipe.to_yaml(), encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
+def best_recipe(results: dict) -> str:
+    """The neural recipe with the best mean *dev* macro-F1 at the largest label fraction
+    (dev, not test: the test split stays untouched by every choice)."""
+    top = max(fractions(results))
+    grid = cells(results)
+    scored = [
+        (grid[(name, top)].mean("dev_macro_f1") or 0.0, name)
+        for name in recipe_order(results)
+        if name != TFIDF and (name, top) in grid
+    ]
+    return max(scored)[1]
+
+
+def run_demo(opts: DemoOptions | None = None, console: Console | None = None) -> dict:
+    """Run the whole demo; returns paths, the chosen recipe and the example predictions.
+
+    Example:
+        >>> summary = run_demo(DemoOptions(out="runs/demo"))  # doctest: +SKIP
+        >>> summary["final_recipe"]  # doctest: +SKIP
+        'finetune-small'
+    """
+    from tunewise.inference import Predictor
+    from tunewise.training.run import TrainOptions, train_model
+
+    opts = opts or DemoOptions()
+    console = console or Console(stderr=True, soft_wrap=True)
+    out = Path(opts.out)
+    data = Path(opts.data) if opts.data else sample_sms_path()
+    compare_dir = out / "compare"
+    console.print(f"[bold]1/3[/] comparing {', '.join(opts.recipes)} and TF-IDF on {data.name}")
+    results = run_comparison(
+        CompareOptions(
+            data=data,
+            out=compare_dir,
+            recipes=_demo_recipes(opts, out),
+            fractions=opts.fractions,
+            seeds=opts.seeds,
+            label_column="label",
+        ),
+        console=console,
+    )
+    files = write_report(results, compare_dir, command="tunewise demo")
+    print_comparison(results, console)
+
+    final = best_recipe(results)
+    console.print(f"[bold]2/3[/] training the final model with {final} (best dev macro-F1) on all labels")
+    model_dir = out / "model"
+    recipe_file = out / "recipes" / f"{final}.yaml"
+    outcome = train_model(
+        TrainOptions(
+            data=data,
+            recipe=load_recipe(recipe_file),
+            out=model_dir,
+            label_column="label",
+            resume=(model_dir / "checkpoints").is_dir(),
+            show_progress=False,
+            log_with=None,
+        ),
+        console=Console(stderr=True, quiet=True),
+    )
+    console.print(
+        f"    dev macro-F1 {outcome.dev_metrics['macro_f1']:.3f} · {outcome.fit.wall_time_s:.0f}s · "
+        f"saved to {model_dir}"
+    )
+
+    console.print("[bold]3/3[/] classifying new messages")
+    predictions = Predictor(model_dir).predict(opts.messages)
+    table = Table(show_lines=False)
+    table.add_column("message")
+    table.add_column("label")
+    table.add_column("P(fraud)", justify="right")
+    for p in predictions:
+        table.add_row(escape(p.text), p.label, f"{p.probabilities.get('fraud', float('nan')):.3f}")
+    console.print(table)
+    console.print(
+        f"report: {files['markdown']} · {files['html']}\n"
+        f"use the model: tunewise predict --model {model_dir} --text '…'"
+    )
+    return {
+        "report": files,
+        "results": results,
+        "final_recipe": final,
+        "model": model_dir,
+        "predictions": [p.to_dict() for p in predictions],
+    }

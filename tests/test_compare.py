@@ -1,0 +1,264 @@
+"""`tunewise compare`: real runs (TextCNN from scratch, the bundled encoder fine-tuned, the
+TF-IDF reference) on a small slice of the embedded sample set, the report, resumption."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunewise.compare import CompareError, CompareOptions, load_results, run_comparison, write_report
+from tunewise.compare.report import build_blocks, render_html
+from tunewise.compare.runs import RESULTS_FILE
+from tunewise.compare.summary import verdict
+from tunewise.recipes.schema import load_recipe
+from tunewise.samples import sample_sms_path
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """50 normal + 50 fraud messages of the sample set."""
+    with sample_sms_path().open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    chosen = [r for r in rows if r["label"] == "normal"][:50] + [r for r in rows if r["label"] == "fraud"][
+        :50
+    ]
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(chosen)
+    return path
+
+
+def _options(data: Path, out: Path, **kw) -> CompareOptions:
+    base = dict(
+        data=data,
+        out=out,
+        recipes=["scratch", "finetune-small"],
+        fractions=[0.5, 1.0],
+        seeds=2,
+        epochs=2,
+        split=(0.6, 0.2, 0.2),
+    )
+    base.update(kw)
+    return CompareOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def compared(small_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp")
+    results = run_comparison(_options(small_data, out))
+    files = write_report(results, out, command="tunewise compare --data small.csv")
+    return out, results, files
+
+
+def test_every_recipe_fraction_and_seed_runs_on_one_split(compared):
+    out, results, _ = compared
+    runs = results["runs"]
+    assert len(runs) == 3 * 2 * 2  # (TF-IDF, scratch, finetune-small) x 2 fractions x 2 seeds
+    assert {r["recipe"] for r in runs} == {"tfidf-svm", "scratch", "finetune-small"}
+    assert results["split_sizes"] == {"train": 60, "dev": 20, "test": 20}
+    for r in runs:
+        assert 0 <= r["test_macro_f1"] <= 1 and 0 <= r["test_accuracy"] <= 1
+        assert sum(map(sum, r["confusion_matrix"])) == 20  # the whole test split, every time
+        assert r["train_seconds"] > 0 and r["peak_memory_mb"] > 50
+        assert r["trainable_params"] <= r["total_params"]
+    # at one fraction and seed, every recipe saw the same number of labelled messages
+    for f in (0.5, 1.0):
+        for s in (0, 1):
+            sizes = {r["train_size"] for r in runs if r["fraction"] == f and r["seed"] == s}
+            assert sizes == {30 if f == 0.5 else 60}
+    ft = [r for r in runs if r["recipe"] == "finetune-small"]
+    assert all(r["weights_source"].endswith("tunewise-mini-zh") for r in ft)
+    # the frozen head stage trains far fewer parameters than the full stage
+    stages = ft[0]["stages"]
+    assert stages[0]["stage"] == "head" and stages[0]["trainable_params"] < stages[1]["trainable_params"]
+    scratch = [r for r in runs if r["recipe"] == "scratch"]
+    assert all(len(r["history"]) == r["epochs_run"] == 2 for r in scratch)
+    # weights are not kept by default; figures are
+    run_dirs = list((out / "runs").iterdir())
+    assert run_dirs and not list((out / "runs").rglob("*.safetensors"))
+    assert json.loads((out / RESULTS_FILE).read_text(encoding="utf-8"))["runs"] == runs
+
+
+def test_report_files_plots_and_tables(compared):
+    out, results, files = compared
+    for key in ("markdown", "html", "learning_curve", "training_curves"):
+        assert files[key].is_file() and files[key].stat().st_size > 0
+    assert {k for k in files if k.startswith("confusion:")} == {
+        "confusion:tfidf-svm",
+        "confusion:scratch",
+        "confusion:finetune-small",
+    }
+    for path in files.values():
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = files["markdown"].read_text(encoding="utf-8")
+    for aspect in (
+        "initialisation",
+        "frozen parameters",
+        "optimizer and learning rates",
+        "stages",
+        "epochs",
+        "augmentation",
+        "training time",
+        "peak memory",
+    ):
+        assert f"| {aspect}" in md
+    assert "pretrained weights (" in md and "random weights (TextCNN)" in md
+    assert "![macro-F1 vs labelled fraction](learning_curve.png)" in md
+    page = files["html"].read_text(encoding="utf-8")
+    # self-contained: every image inline, nothing fetched from elsewhere
+    assert page.count("data:image/png;base64,") == 2 + 3
+    assert not re.search(r'src="(?!data:)', page) and "<link" not in page
+    for line in verdict(results):
+        assert line.split(" (")[0] in md
+
+
+def test_resume_skips_finished_runs_and_redoes_missing_ones(compared, small_data):
+    out, results, _ = compared
+    saved = json.loads((out / RESULTS_FILE).read_text(encoding="utf-8"))
+    # as if the comparison had been killed before one of the (cheap) TF-IDF runs finished
+    where = max(i for i, r in enumerate(saved["runs"]) if r["recipe"] == "tfidf-svm")
+    dropped = saved["runs"].pop(where)
+    (out / RESULTS_FILE).write_text(json.dumps(saved), encoding="utf-8")
+    again = run_comparison(_options(small_data, out))
+    assert len(again["runs"]) == 12
+    assert again["runs"][:11] == saved["runs"]  # finished runs are kept as they were
+    redone = again["runs"][11]
+    assert redone["key"] == dropped["key"]
+    assert redone["test_macro_f1"] == dropped["test_macro_f1"]  # same subset, same seed
+
+
+def test_a_different_split_is_refused_not_overwritten(compared, small_data):
+    out, _, _ = compared
+    before = (out / RESULTS_FILE).read_text(encoding="utf-8")
+    with pytest.raises(CompareError, match="different data or another split"):
+        run_comparison(_options(small_data, out, split_seed=7))
+    assert (out / RESULTS_FILE).read_text(encoding="utf-8") == before
+
+
+def test_bad_options_are_clear_errors(small_data, tmp_path):
+    with pytest.raises(CompareError, match="label fractions must be in"):
+        run_comparison(_options(small_data, tmp_path / "a", fractions=[0.5, 2]))
+    with pytest.raises(CompareError, match="nothing to compare"):
+        run_comparison(_options(small_data, tmp_path / "b", recipes=[], baseline=False))
+    with pytest.raises(CompareError, match="at least 1"):
+        run_comparison(_options(small_data, tmp_path / "c", seeds=0))
+    assert load_results(tmp_path / "a") is None
+
+
+def test_cli_compare_with_percent_fractions(small_data, tmp_path):
+    out = tmp_path / "cli"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunewise", "compare", "--data", str(small_data), "--out", str(out)]
+        + ["--recipes", "scratch", "--fractions", "50%,100%", "--seeds", "1", "--epochs", "1"]
+        + ["--split", "0.6,0.2,0.2", "--no-baseline"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = load_results(out)
+    assert results["fractions"] == [0.5, 1.0]
+    assert [r["recipe"] for r in results["runs"]] == ["scratch", "scratch"]
+    assert "test macro-F1" in proc.stdout
+    assert (out / "report.html").is_file()
+    bad = subprocess.run(
+        [sys.executable, "-m", "tunewise", "compare", "--data", str(small_data), "--out", str(out)]
+        + ["--fractions", "abc"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--fractions takes numbers" in bad.stderr
+
+
+def _synthetic(points: dict[str, dict[float, list[float]]], seconds: dict[str, float]) -> dict:
+    runs = []
+    for recipe, by_fraction in points.items():
+        for f, scores in by_fraction.items():
+            for seed, score in enumerate(scores):
+                runs.append(
+                    {
+                        "recipe": recipe,
+                        "fraction": f,
+                        "seed": seed,
+                        "test_macro_f1": score,
+                        "test_accuracy": score,
+                        "train_size": int(f * 1000),
+                        "train_seconds": seconds[recipe],
+                        "peak_memory_mb": 500.0,
+                    }
+                )
+    recipes = {
+        "scratch": load_recipe("scratch").model_dump(mode="json"),
+        "finetune": load_recipe("finetune").model_dump(mode="json"),
+        "tfidf-svm": None,
+    }
+    return {"runs": runs, "recipes": recipes, "labels": ["normal", "fraud"], "order": list(points)}
+
+
+def test_verdict_fine_tuning_wins_everywhere():
+    results = _synthetic(
+        {
+            "scratch": {0.01: [0.40, 0.44], 1.0: [0.90, 0.91]},
+            "finetune": {0.01: [0.80, 0.82], 1.0: [0.96, 0.97]},
+        },
+        {"scratch": 10, "finetune": 50},
+    )
+    lines = verdict(results)
+    assert lines[0] == (
+        "With up to ~500 labelled messages per class, fine-tuning (finetune) beats training from "
+        "scratch (scratch) by 6.0–39.0 points of test macro-F1."
+    )
+    assert "fine-tuning is ahead by 6.0 points" in lines[1]
+    assert "scratch trains 5.0x faster than finetune" in lines[2]
+    assert lines[-1] == "Recommendation: fine-tune at every label budget measured here."
+
+
+def test_verdict_scratch_catches_up_and_noise_makes_ties():
+    results = _synthetic(
+        {
+            "scratch": {0.01: [0.40, 0.44], 0.2: [0.80, 0.90], 1.0: [0.95, 0.95]},
+            "finetune": {0.01: [0.80, 0.82], 0.2: [0.85, 0.87], 1.0: [0.945, 0.955]},
+        },
+        {"scratch": 10, "finetune": 50},
+    )
+    lines = verdict(results)
+    # 0.2: +1.0 points but the seeds spread by 7 points: a tie, so the fine-tuning lead ends at 0.01
+    assert "up to ~5 labelled messages per class" in lines[0] and "by 39.0 points" in lines[0]
+    assert "within noise" in lines[1]
+    assert lines[-1].startswith(
+        "Recommendation: fine-tune when you have up to ~5 labelled messages per class"
+    )
+    assert "from ~100 per class on, scratch is as accurate and cheaper" in lines[-1]
+
+
+def test_verdict_reports_the_linear_baseline_and_scratch_only_wins():
+    results = _synthetic(
+        {
+            "tfidf-svm": {0.01: [0.9, 0.9], 1.0: [0.97, 0.97]},
+            "scratch": {0.01: [0.6, 0.6], 1.0: [0.95, 0.95]},
+            "finetune": {0.01: [0.5, 0.5], 1.0: [0.90, 0.90]},
+        },
+        {"tfidf-svm": 1, "scratch": 10, "finetune": 50},
+    )
+    lines = verdict(results)
+    assert lines[0].startswith("Fine-tuning (finetune) does not beat training from scratch")
+    assert any("ahead of the best neural recipe at 2 of 2 label budgets" in line for line in lines)
+    assert lines[-1].startswith("Recommendation: on this data fine-tuning does not pay for itself")
+
+
+def test_report_escapes_text_from_user_files():
+    results = _synthetic({"scratch": {1.0: [0.9]}, "finetune": {1.0: [0.95]}}, {"scratch": 1, "finetune": 2})
+    results["labels"] = ["<script>alert(1)</script>", "b"]
+    results["data"] = "<img src=x onerror=alert(1)>.csv"
+    page = render_html(build_blocks(results, images={}))
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.csv" in page
