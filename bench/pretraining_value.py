@@ -184,6 +184,10 @@ def summarise(results: list[dict], args, validation_size: int) -> str:
             gaps = [f"{f:.0%}: {100 * (means[PRETRAINED, f] - means[other, f]):+.1f}" for f in args.fractions]
             lines.append(f"Pretrained minus {label} (macro-F1 points): " + "; ".join(gaps))
             lines.append("")
+    if all((DAPT, f) in means and (PRETRAINED, f) in means for f in args.fractions):
+        gaps = [f"{f:.0%}: {100 * (means[DAPT, f] - means[PRETRAINED, f]):+.1f}" for f in args.fractions]
+        lines.append("Domain-adapted minus pretrained (macro-F1 points): " + "; ".join(gaps))
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -212,3 +212,21 @@ def test_bundled_encoder_is_the_default_and_fits_the_size_budget() -> None:
         "取",
         "[MONEY]",
     ]
+
+
+def test_domain_adaptation_of_the_bundled_encoder_by_name(tmp_path: Path) -> None:
+    """`--from tunewise-mini-zh` finds the bundled encoder offline, as README tells users."""
+    from tunewise.pretrained import BUNDLED_DIR
+
+    corpus = tmp_path / "sms.txt"
+    corpus.write_text("\n".join(t for t, _ in make_messages(40, seed=4)), encoding="utf-8")
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(
+        app,
+        ["pretrain", "--from", "tunewise-mini-zh", "--corpus", str(corpus), "--no-default-corpus"]
+        + ["--epochs", "1", "--max-length", "32", "--no-progress", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "pretraining.json").read_text())
+    assert card["from"] == str(BUNDLED_DIR / "tunewise-mini-zh")
+    assert card["lineage"] and card["vocab_size"] == 6062  # the bundled vocabulary, kept

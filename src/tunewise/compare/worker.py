@@ -145,6 +145,9 @@ def run_tfidf(job: dict) -> dict:
 def execute(job: dict, results) -> None:
     """Process entry point: run ``job`` and put ``(ok, record_or_error)`` on ``results``."""
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a fresh process: the CLI's setting is not inherited
         record = run_tfidf(job) if job["recipe_name"] == TFIDF else run_neural(job)
         record["peak_memory_mb"] = peak_memory_mb()
         results.put((True, record))

@@ -12,7 +12,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from accelerate.utils import set_seed
@@ -29,6 +29,7 @@ from tunewise.models.tokenization import (
     train_bert_vocab,
     unk_rate,
 )
+from tunewise.pretrained import resolve_pretrained
 from tunewise.pretraining.corpus import Corpus, load_corpus_file, load_default_corpus
 from tunewise.pretraining.mlm import (
     MaskedLMModel,
@@ -122,6 +123,8 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
     """
     console = console or Console(stderr=True)
     out = Path(opts.out)
+    if opts.from_dir is not None:  # a bundled encoder's name works like its directory
+        opts = replace(opts, from_dir=resolve_pretrained(str(opts.from_dir)))
     started = time.perf_counter()
     corpus = Corpus()
     if opts.default_corpus:
