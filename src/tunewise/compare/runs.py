@@ -204,7 +204,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
     if len(results["runs"]):
         console.print(f"resuming: {len(results['runs'])} of {total} runs already done in {out}")
 
-    context = multiprocessing.get_context("spawn")
+    context = _process_context()
     for key, name, fraction, seed, n_train in jobs:
         job = {
             "recipe_name": name,
@@ -247,6 +247,19 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB"
         )
     return results
+
+
+# What every run imports. A fork server imports it once; each run is then forked from it, a
+# clean process that starts in a fraction of a second instead of re-importing torch.
+_PRELOAD = ["torch", "transformers", "sklearn.svm", "tunewise.training.run", "tunewise.evaluation"]
+
+
+def _process_context():
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["tunewise.compare.worker", *_PRELOAD])
+        return context
+    return multiprocessing.get_context("spawn")  # Windows
 
 
 def _run_in_child(context, job: dict, key: str) -> dict:
