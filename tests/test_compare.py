@@ -262,3 +262,33 @@ def test_report_escapes_text_from_user_files():
     page = render_html(build_blocks(results, images={}))
     assert "<script>alert" not in page and "<img src=x" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;.csv" in page
+
+
+def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
+    """SIGKILL the whole comparison (parent, fork server, run) after the first epoch's
+    checkpoint; the same command then finishes that run from its checkpoint."""
+    import os
+    import signal
+    import time
+
+    from tunewise.training.checkpoint import latest_checkpoint
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tunewise", "compare", "--data", str(small_data), "--out", str(out)]
+    cmd += ["--recipes", "finetune-small", "--no-baseline", "--fractions", "1", "--seeds", "1"]
+    cmd += ["--epochs", "5", "--split", "0.6,0.2,0.2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = out / "runs" / "finetune-small_f1_s0" / "checkpoints"
+    deadline = time.time() + 300
+    while latest_checkpoint(checkpoints) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert load_results(out)["runs"] == []  # nothing finished, nothing claimed
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (run,) = load_results(out)["runs"]
+    assert run["resumed_from"] and "epoch" in run["resumed_from"]
+    assert "resumed from" in done.stderr

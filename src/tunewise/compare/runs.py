@@ -242,9 +242,10 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         )
         results["runs"].append(record)
         write_json_atomic(out / RESULTS_FILE, results)
+        resumed = f" · resumed from {record['resumed_from']}" if record.get("resumed_from") else ""
         console.print(
             f"    test macro-F1 {record['test_macro_f1']:.4f} · accuracy {record['test_accuracy']:.4f} · "
-            f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB"
+            f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB{resumed}"
         )
     return results
 

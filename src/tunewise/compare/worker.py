@@ -89,6 +89,7 @@ def run_neural(job: dict) -> dict:
         else fit.trainable_params,
         "total_params": fit.total_params,
         "stages": fit.stages,
+        "resumed_from": fit.resumed_from,  # a run killed mid-way continued from its checkpoint
         "weights_source": _weights_source(run_dir),
         "history": fit.history,
     }

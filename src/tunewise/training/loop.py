@@ -136,6 +136,7 @@ def fit(
 
     state = TrainState()
     ckpt = None
+    resumed_from = None
     if resume:
         latest = latest_checkpoint(ckpt_dir)
         if latest is None:
@@ -144,7 +145,8 @@ def fit(
             ckpt = load_checkpoint(latest)
             model.load_state_dict(ckpt.model)
             state = ckpt.state
-            console.print(f"resuming from {latest} (epoch {state.epoch} done)")
+            resumed_from = f"{latest} (epoch {state.epoch} done)"
+            console.print(f"resuming from {resumed_from}")
     if ckpt is None:
         apply_initial_freeze(model, recipe)
 
@@ -280,6 +282,7 @@ def fit(
         wall_time_s=time.perf_counter() - started,
         trainable_params=n_train,
         total_params=n_total,
+        resumed_from=resumed_from,
         stages=stage_log,
     )
 
