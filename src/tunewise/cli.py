@@ -243,6 +243,10 @@ def predict(
         help="Texts over the model's limit: 'window' (average sliding windows) or 'truncate'.",
     ),
     batch_size: int = typer.Option(64, "--batch-size"),
+    backend: str = typer.Option(
+        "auto", "--backend", help="torch, onnx (an export's model.onnx), or auto (weights if present)."
+    ),
+    quantized: bool = typer.Option(False, "--quantized", help="With --backend onnx: use model.int8.onnx."),
 ) -> None:
     """Classify one text (--text) or a file (--input … --output …)."""
     from tunewise.data.loading import load_data
@@ -256,8 +260,16 @@ def predict(
         _fail(f"--output must end in .csv or .jsonl, got {output_file.name!r}")
     if long_text not in ("window", "truncate"):
         _fail(f"--long-text must be 'window' or 'truncate', got {long_text!r}")
+    if backend not in ("auto", "torch", "onnx"):
+        _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
     try:
-        predictor = Predictor(model, batch_size=batch_size, long_text=long_text)  # type: ignore[arg-type]
+        predictor = Predictor(
+            model,
+            batch_size=batch_size,
+            long_text=long_text,  # type: ignore[arg-type]
+            backend=backend,  # type: ignore[arg-type]
+            quantized=quantized,
+        )
         if text is not None:
             if not text.strip():
                 _fail("--text is empty")
@@ -417,6 +429,31 @@ def demo(
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; run `tunewise demo` with the same --out again to continue", 130)
+
+
+@app.command()
+def export(
+    model: Path = typer.Option(..., "--model", help="Model directory written by `tunewise train`."),
+    out_dir: Path = typer.Option(..., "--out", help="New directory for the ONNX export."),
+    quantize: bool = typer.Option(False, "--quantize", help="Also write an int8 (dynamic) quantised model."),
+    eval_data: Path | None = typer.Option(
+        None, "--eval", help="Labelled data: report macro-F1 of PyTorch, ONNX fp32 and int8 on it."
+    ),
+) -> None:
+    """Export to ONNX (dynamic batch and sequence axes), check parity with PyTorch."""
+    from tunewise.export import export_onnx
+
+    try:
+        report = export_onnx(model, out_dir, quantize=quantize, eval_data=eval_data)
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(json.dumps(report, ensure_ascii=False, indent=2))
+    line = f"fp32 parity: largest probability difference {report['fp32']['max_prob_diff']:.2e}"
+    if "int8" in report:
+        line += f"; int8: {report['int8']['max_prob_diff']:.2e}"
+    if "eval" in report and "int8_macro_f1_change" in report["eval"]:
+        line += f"; int8 macro-F1 change {100 * report['eval']['int8_macro_f1_change']:+.2f} points"
+    err.print(f"wrote {out_dir} · {line}")
 
 
 @app.command()

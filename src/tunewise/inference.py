@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tunewise.data.normalize import SmsNormalizer
-from tunewise.models.build import LoadedModel, load_trained
+from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
 
 LongText = Literal["window", "truncate"]
@@ -66,8 +66,61 @@ def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
     raise ValueError(f"cannot locate the text inside {type(tokenizer).__name__}'s special tokens")
 
 
+Backend = Literal["auto", "torch", "onnx"]
+
+
+class TorchScorer:
+    """Logits from a PyTorch model (CPU or GPU)."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: str | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+
+    @torch.no_grad()
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        logits = self.model(
+            input_ids=torch.from_numpy(input_ids).to(self.device),
+            attention_mask=torch.from_numpy(attention_mask).to(self.device),
+        ).logits
+        return logits.float().cpu().numpy()
+
+
+class OnnxScorer:
+    """Logits from an ONNX export, run by ONNX Runtime on the CPU."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+
+def _choose_backend(directory: Path, backend: Backend) -> str:
+    has_weights = (directory / "model.safetensors").is_file() or (directory / "pytorch_model.bin").is_file()
+    has_onnx = (directory / "model.onnx").is_file()
+    if backend == "auto":
+        return "torch" if has_weights else "onnx" if has_onnx else "torch"
+    if backend == "onnx" and not has_onnx:
+        raise ModelError(f"{directory}: no model.onnx; make one with `tunewise export --model DIR --out DIR`")
+    return backend
+
+
 class Predictor:
-    """Classify texts with a model saved by ``tunewise train``.
+    """Classify texts with a model saved by ``tunewise train`` or exported by ``tunewise export``.
+
+    ``backend``: ``torch`` (the weights), ``onnx`` (``model.onnx``, or ``model.int8.onnx``
+    with ``quantized=True``), or ``auto`` (the weights when present). Either way the texts
+    are normalised exactly as in training and scored in length-sorted batches.
 
     Example:
         >>> p = Predictor("runs/finetune")  # doctest: +SKIP
@@ -82,20 +135,47 @@ class Predictor:
         batch_size: int = 64,
         long_text: LongText = "window",
         device: str | None = None,
+        backend: Backend = "auto",
+        quantized: bool = False,
+        threads: int | None = None,
     ) -> None:
-        self.loaded = model_dir if isinstance(model_dir, LoadedModel) else load_trained(model_dir)
-        self.model = self.loaded.model
-        self.tokenizer = self.loaded.tokenizer
-        self.labels = self.loaded.labels
-        self.normalizer = SmsNormalizer(self.loaded.normalizer)
-        self.batch_size = batch_size
         if long_text not in ("window", "truncate"):
             raise ValueError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
+        if isinstance(model_dir, LoadedModel):
+            if backend == "onnx":
+                raise ModelError("backend 'onnx' needs an exported directory, not a loaded PyTorch model")
+            info: LoadedModel | ModelMeta = model_dir
+            self.scorer: TorchScorer | OnnxScorer = TorchScorer(model_dir.model, device)
+        else:
+            directory = Path(model_dir)
+            chosen = _choose_backend(directory, backend)
+            if chosen == "onnx":
+                info = load_meta(directory)
+                file = directory / ("model.int8.onnx" if quantized else "model.onnx")
+                if not file.is_file():
+                    raise ModelError(f"{file}: not found; export with `tunewise export --quantize` for int8")
+                self.scorer = OnnxScorer(file, threads)
+            else:
+                if quantized:
+                    raise ModelError("quantized (int8) scoring needs the onnx backend: --backend onnx")
+                info = load_trained(directory)
+                self.scorer = TorchScorer(info.model, device)
+        self.loaded = info
+        self.backend = self.scorer.name
+        self.tokenizer = info.tokenizer
+        self.labels = info.labels
+        self.normalizer = SmsNormalizer(info.normalizer)
+        self.batch_size = batch_size
         self.long_text = long_text
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device).eval()
         self.prefix, self.suffix = special_token_frame(self.tokenizer)
-        self.window = max(8, self.loaded.max_length - len(self.prefix) - len(self.suffix))
+        self.window = max(8, info.max_length - len(self.prefix) - len(self.suffix))
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The PyTorch model (torch backend only)."""
+        if not isinstance(self.scorer, TorchScorer):
+            raise AttributeError("the onnx backend has no PyTorch model")
+        return self.scorer.model
 
     def _pieces(self, ids: list[int]) -> list[list[int]]:
         if len(ids) <= self.window:
@@ -126,7 +206,6 @@ class Predictor:
                 encoded.handling.append(f"windows:{len(parts)}")
         return encoded
 
-    @torch.no_grad()
     def predict_proba(
         self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, Encoded]:
@@ -136,6 +215,7 @@ class Predictor:
         """
         encoded = texts if isinstance(texts, Encoded) else self.encode(texts)
         pieces = encoded.pieces
+        # length-sorted batches: little padding, so short messages cost little
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
         piece_probs = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0
@@ -143,15 +223,15 @@ class Predictor:
             idx = order[start : start + self.batch_size]
             batch = [self.prefix + pieces[j] + self.suffix for j in idx]
             width = max(len(b) for b in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            input_ids = np.full((len(batch), width), pad, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, ids in enumerate(batch):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
+                input_ids[row, : len(ids)] = ids
                 mask[row, : len(ids)] = 1
-            logits = self.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-            ).logits
-            piece_probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            logits = self.scorer(input_ids, mask).astype(np.float64)
+            logits -= logits.max(axis=1, keepdims=True)  # a stable softmax
+            exp = np.exp(logits)
+            piece_probs[idx] = exp / exp.sum(axis=1, keepdims=True)
             if progress is not None:
                 progress(len(idx))
         n = len(encoded.texts)

@@ -272,6 +272,38 @@ class LoadedModel:
     meta: dict
 
 
+@dataclass
+class ModelMeta:
+    """What inference needs besides the weights: tokenizer, labels, normaliser, length."""
+
+    tokenizer: PreTrainedTokenizerBase
+    labels: list[str]
+    normalizer: NormalizerConfig
+    max_length: int
+    meta: dict
+
+
+def load_meta(directory: str | Path) -> ModelMeta:
+    """Tokenizer, labels (from ``config.json``), normaliser and length limit of a model
+    directory, without loading its weights (an ONNX export has none).
+
+    Example:
+        >>> load_meta("runs/finetune").labels  # doctest: +SKIP
+        ['fraud', 'normal']
+    """
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise ModelError(f"{directory}: not a model directory (no config.json)")
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    config = AutoConfig.from_pretrained(str(directory))
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    max_length = int(meta.get("max_length") or getattr(tokenizer, "model_max_length", 512) or 512)
+    max_length = min(max_length, getattr(config, "max_position_embeddings", max_length) or max_length)
+    return ModelMeta(tokenizer, labels, NormalizerConfig(**meta.get("normalizer", {})), max_length, meta)
+
+
 def load_trained(directory: str | Path) -> LoadedModel:
     """Load a model directory written by ``tunewise train`` (or any HF classifier directory).
 
@@ -281,31 +313,28 @@ def load_trained(directory: str | Path) -> LoadedModel:
         ['normal', 'fraud']
     """
     directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise ModelError(f"{directory}: not a model directory (no config.json)")
-    meta_path = directory / META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    head = HeadSpec(**meta.get("head", {}))
+    info = load_meta(directory)
+    head = HeadSpec(**info.meta.get("head", {}))
+    weights = directory / "model.safetensors"
+    if not weights.is_file() and not (directory / "pytorch_model.bin").is_file():
+        raise ModelError(
+            f"{directory}: no model weights (model.safetensors); an ONNX export is used with backend 'onnx'"
+        )
     if head.type == "linear":
         model = _quiet(lambda: AutoModelForSequenceClassification.from_pretrained(str(directory)))
     else:
         config = AutoConfig.from_pretrained(str(directory))
         model = AutoModelForSequenceClassification.from_config(config)
         apply_head(model, head, config.num_labels)
-        weights = directory / "model.safetensors"
         if not weights.is_file():
             raise ModelError(f"{directory}: no model.safetensors")
         model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    max_length = int(meta.get("max_length") or getattr(tokenizer, "model_max_length", 512) or 512)
-    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length) or max_length)
     return LoadedModel(
         model=model,
-        tokenizer=tokenizer,
-        labels=labels,
-        normalizer=NormalizerConfig(**meta.get("normalizer", {})),
-        max_length=max_length,
-        meta=meta,
+        tokenizer=info.tokenizer,
+        labels=info.labels,
+        normalizer=info.normalizer,
+        max_length=info.max_length,
+        meta=info.meta,
     )

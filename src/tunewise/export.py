@@ -1,0 +1,173 @@
+"""``tunewise export``: a trained model directory to ONNX, checked against PyTorch.
+
+The exported directory is self-sufficient for inference: ``model.onnx`` (dynamic batch and
+sequence axes), optionally ``model.int8.onnx`` (dynamic int8 quantisation by ONNX Runtime),
+and the tokenizer, ``config.json`` and ``tunewise.json`` of the source, so the normaliser,
+labels and length limit travel with it. ``export.json`` records the parity check: the
+largest class-probability difference between ONNX Runtime and PyTorch on sample inputs
+(fp32 must stay within 1e-4 or the export fails), and with an eval file the macro-F1 of
+PyTorch, ONNX fp32 and int8.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunewise.models.build import ModelError, load_trained
+from tunewise.training.checkpoint import write_json_atomic
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+EXPORT_FILE = "export.json"
+FP32_TOLERANCE = 1e-4
+OPSET = 18
+
+# Parity probes when no eval file is given: short, long, obfuscated, mixed-script, empty-ish.
+PROBE_TEXTS = [
+    "【工商银行】您尾号6621卡11月27日工资收入8,650.00元。",
+    "您的ETC已失效，请点击 etc-renzheng点cn 重新认证，逾期注销。",
+    "妈，我到学校了。",
+    "加/微/信 jia wei xin dk-8866，无抵押贷款当天到账，不看征信，详询客服经理。" * 3,
+    "Your code is 4917.",
+    "好",
+]
+
+
+class ExportError(ModelError):
+    """The export cannot be made or does not match the PyTorch model."""
+
+
+class _Logits(torch.nn.Module):
+    """The classifier as ONNX sees it: (input_ids, attention_mask) -> logits."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def _export_graph(model: torch.nn.Module, path: Path, max_length: int) -> None:
+    wrapper = _Logits(model).eval()
+    example = torch.randint(5, 100, (2, min(16, max_length)), dtype=torch.long)
+    mask = torch.ones_like(example)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    seq = torch.export.Dim("sequence", min=1, max=max_length)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            (example, mask),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    program.save(str(path))
+
+
+def _copy_side_files(source: Path, out: Path) -> None:
+    """Everything but weights and training state: tokenizer, config, tunewise.json, labels."""
+    for f in source.iterdir():
+        if f.is_file() and f.suffix not in (".safetensors", ".bin", ".pt", ".onnx"):
+            shutil.copy2(f, out / f.name)
+
+
+def _eval_macro_f1(predictors: dict, data: str | Path, model_dir: Path) -> dict[str, float]:
+    from tunewise.evaluation import select_examples
+    from tunewise.metrics import classification_metrics
+
+    any_predictor = next(iter(predictors.values()))
+    chosen = select_examples(any_predictor, data, "auto", model_dir=model_dir)
+    scores = {}
+    for name, predictor in predictors.items():
+        probs, _ = predictor.predict_proba(chosen.texts)
+        scores[name] = classification_metrics(chosen.label_ids, probs.argmax(1).tolist(), predictor.labels)[
+            "macro_f1"
+        ]
+    scores["rows"] = len(chosen.texts)
+    scores["selection"] = chosen.note
+    return scores
+
+
+def export_onnx(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    quantize: bool = False,
+    eval_data: str | Path | None = None,
+    probe_texts: list[str] | None = None,
+) -> dict:
+    """Export ``model_dir`` to ONNX in ``out``, check parity, optionally quantise to int8.
+
+    Returns (and writes as ``export.json``) the parity figures.
+
+    Example:
+        >>> report = export_onnx("runs/demo/model", "runs/demo/onnx", quantize=True)  # doctest: +SKIP
+        >>> report["fp32"]["max_prob_diff"] <= 1e-4  # doctest: +SKIP
+        True
+    """
+    from tunewise.inference import Predictor
+
+    model_dir, out = Path(model_dir), Path(out)
+    if out.resolve() == model_dir.resolve():
+        raise ExportError("--out must be a new directory, not the model directory itself")
+    loaded = load_trained(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_side_files(model_dir, out)
+    started = time.perf_counter()
+    try:
+        _export_graph(loaded.model, out / ONNX_FILE, loaded.max_length)
+    except Exception as exc:  # the exporter's own errors are long; keep the cause visible
+        raise ExportError(f"{model_dir}: ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    report: dict = {
+        "source": str(model_dir),
+        "opset": OPSET,
+        "onnx": ONNX_FILE,
+        "onnx_bytes": (out / ONNX_FILE).stat().st_size,
+        "export_seconds": round(time.perf_counter() - started, 2),
+    }
+
+    texts = probe_texts or PROBE_TEXTS
+    torch_predictor = Predictor(loaded, backend="torch")
+    reference, _ = torch_predictor.predict_proba(texts)
+    predictors = {"pytorch": torch_predictor, "onnx_fp32": Predictor(out, backend="onnx")}
+    diff = float(np.abs(predictors["onnx_fp32"].predict_proba(texts)[0] - reference).max())
+    report["fp32"] = {"max_prob_diff": diff, "probe_texts": len(texts), "tolerance": FP32_TOLERANCE}
+    if diff > FP32_TOLERANCE:
+        write_json_atomic(out / EXPORT_FILE, report)
+        raise ExportError(
+            f"ONNX fp32 probabilities differ from PyTorch by {diff:.2e} (> {FP32_TOLERANCE:g}); "
+            f"details in {out / EXPORT_FILE}"
+        )
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(out / ONNX_FILE), str(out / INT8_FILE), weight_type=QuantType.QInt8)
+        predictors["onnx_int8"] = Predictor(out, backend="onnx", quantized=True)
+        int8_diff = float(np.abs(predictors["onnx_int8"].predict_proba(texts)[0] - reference).max())
+        report["int8"] = {
+            "file": INT8_FILE,
+            "bytes": (out / INT8_FILE).stat().st_size,
+            "max_prob_diff": int8_diff,
+        }
+    if eval_data is not None:
+        scores = _eval_macro_f1(predictors, eval_data, model_dir)
+        report["eval"] = {"data": str(eval_data), **scores}
+        if quantize:
+            report["eval"]["int8_macro_f1_change"] = scores["onnx_int8"] - scores["onnx_fp32"]
+    write_json_atomic(out / EXPORT_FILE, report)
+    return report
+
+
+def load_export_report(directory: str | Path) -> dict | None:
+    path = Path(directory) / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

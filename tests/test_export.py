@@ -1,0 +1,120 @@
+"""`tunewise export`: real ONNX export, real ONNX Runtime, parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from tunewise.cli import app
+from tunewise.export import FP32_TOLERANCE, ExportError, export_onnx
+from tunewise.inference import Predictor
+from tunewise.models.build import ModelError
+from tunewise.recipes import load_recipe
+from tunewise.training.run import TrainOptions, train_model
+
+from .conftest import make_messages, write_csv
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "sms.csv", make_messages(40))
+
+
+@pytest.fixture(scope="module")
+def bert_model(data, tiny_bert_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bert")
+    recipe = load_recipe("finetune").with_epochs(2)
+    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"max_length": 64})})
+    train_model(
+        TrainOptions(
+            data=data,
+            recipe=recipe,
+            out=out,
+            pretrained=str(tiny_bert_dir),
+            show_progress=False,
+            log_with=None,
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def textcnn_model(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("textcnn")
+    recipe = load_recipe("scratch").with_epochs(2)
+    train_model(TrainOptions(data=data, recipe=recipe, out=out, show_progress=False, log_with=None))
+    return out
+
+
+@pytest.mark.parametrize("which", ["bert_model", "textcnn_model"])
+def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data):
+    model_dir = request.getfixturevalue(which)
+    out = tmp_path / "onnx"
+    report = export_onnx(model_dir, out, quantize=True, eval_data=data)
+    assert report["fp32"]["max_prob_diff"] <= FP32_TOLERANCE
+    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
+    assert not list(out.glob("*.safetensors"))  # an export carries no PyTorch weights
+    assert json.loads((out / "export.json").read_text()) == report
+    ev = report["eval"]
+    assert ev["pytorch"] == pytest.approx(ev["onnx_fp32"], abs=1e-9)
+    assert ev["int8_macro_f1_change"] == pytest.approx(ev["onnx_int8"] - ev["onnx_fp32"])
+    assert "test split" in ev["selection"]  # the model's own held-out split, as evaluate does
+
+    # dynamic axes: any batch size and sequence length run in ONNX Runtime
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch, seq in ((1, 3), (7, 50)):
+        ids = np.random.default_rng(0).integers(5, 50, (batch, seq), dtype=np.int64)
+        (logits,) = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        assert logits.shape == (batch, len(Predictor(out).labels))
+
+    # the export is a model directory of its own: labels, normaliser and windows come along
+    torch_side = Predictor(model_dir)
+    onnx_side = Predictor(out)
+    assert onnx_side.backend == "onnx" and torch_side.backend == "torch"
+    texts = [t for t, _ in make_messages(5, seed=3)] + ["很长的短信" * 200]
+    a, b = torch_side.predict(texts), onnx_side.predict(texts)
+    assert [p.label for p in a] == [p.label for p in b]
+    assert [p.handling for p in a] == [p.handling for p in b] and b[-1].handling.startswith("windows:")
+    for pa, pb in zip(a, b, strict=True):
+        for label in pa.probabilities:
+            assert abs(pa.probabilities[label] - pb.probabilities[label]) <= FP32_TOLERANCE
+    int8 = Predictor(out, quantized=True).predict(texts)
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-6 for p in int8)
+
+
+def test_cli_export_and_predict_with_each_backend(bert_model, tmp_path):
+    out = tmp_path / "cli-onnx"
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "--model", str(bert_model), "--out", str(out), "--quantize"])
+    assert result.exit_code == 0, result.output
+    assert "fp32 parity: largest probability difference" in result.stderr
+    text = "您的ETC已失效，请点击链接重新认证"
+    labels = {}
+    for backend, extra in (("torch", []), ("onnx", []), ("onnx", ["--quantized"])):
+        model = bert_model if backend == "torch" else out
+        result = runner.invoke(
+            app, ["predict", "--model", str(model), "--text", text, "--backend", backend, *extra]
+        )
+        assert result.exit_code == 0, result.output
+        labels[(backend, bool(extra))] = json.loads(result.stdout)["label"]
+    assert labels[("torch", False)] == labels[("onnx", False)]
+
+
+def test_export_errors_are_clear(bert_model, tmp_path):
+    with pytest.raises(ExportError, match="new directory"):
+        export_onnx(bert_model, bert_model)
+    with pytest.raises(ModelError, match="no model.onnx"):
+        Predictor(bert_model, backend="onnx")
+    with pytest.raises(ModelError, match="needs the onnx backend"):
+        Predictor(bert_model, quantized=True)
+    with pytest.raises(ModelError, match="not a model directory"):
+        export_onnx(tmp_path, tmp_path / "out")
+    result = CliRunner().invoke(
+        app, ["predict", "--model", str(bert_model), "--text", "x", "--backend", "gpu"]
+    )
+    assert result.exit_code == 2 and "--backend must be" in result.stderr
