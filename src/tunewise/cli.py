@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tunewise import __version__
@@ -249,7 +249,7 @@ def predict(
     quantized: bool = typer.Option(False, "--quantized", help="With --backend onnx: use model.int8.onnx."),
 ) -> None:
     """Classify one text (--text) or a file (--input … --output …)."""
-    from tunewise.data.loading import load_data
+    from tunewise.data.loading import Problem, stream_data
     from tunewise.inference import Predictor
 
     if (text is None) == (input_file is None):
@@ -276,49 +276,68 @@ def predict(
             result = predictor.predict([text])[0]
             out.print(json.dumps(result.to_dict(), ensure_ascii=False))
             return
-        loaded = load_data(input_file, text_column=text_column, require_labels=False)  # type: ignore[arg-type]
-        for problem in loaded.problems[:10]:
-            err.print(f"[yellow]skipped[/] {problem}")
-        texts = [e.text for e in loaded.examples]
-        if not texts:
-            _fail(f"{input_file}: no texts to classify")
+        # streamed: a file of any size is scored in constant memory, written as it goes
+        problems = 0
+
+        def texts():
+            nonlocal problems
+            for item in stream_data(input_file, text_column=text_column, require_labels=False):
+                if isinstance(item, Problem):
+                    problems += 1
+                    if problems <= 10:
+                        err.print(f"[yellow]skipped[/] {item}")
+                    continue
+                yield item.text
+
         with Progress(
-            TextColumn("predicting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
+            TextColumn("predicting"), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
         ) as progress:
-            encoded = predictor.encode(texts)
-            task = progress.add_task("predict", total=len(encoded.pieces))
-            results = predictor.predict(encoded, progress=lambda n: progress.advance(task, n))
+            task = progress.add_task("predict", total=None)
+            written, windowed = _write_predictions(
+                output_file,  # type: ignore[arg-type]
+                predictor.predict_stream(texts()),
+                predictor.labels,
+                on_row=lambda: progress.advance(task),
+            )
     except _user_errors() as e:
         _fail(str(e))
-    _write_predictions(output_file, results, predictor.labels)  # type: ignore[arg-type]
-    windowed = sum(r.handling != "full" for r in results)
+    if not written:
+        _fail(f"{input_file}: no texts to classify" + (f" ({problems} rows skipped)" if problems else ""))
     err.print(
-        f"wrote {len(results):,} predictions to {output_file}"
+        f"wrote {written:,} predictions to {output_file}"
         + (f" ({windowed} long texts handled by {long_text})" if windowed else "")
-        + (f"; {len(loaded.problems)} rows skipped" if loaded.problems else "")
+        + (f"; {problems} rows skipped" if problems else "")
     )
 
 
-def _write_predictions(path: Path, results, labels: list[str]) -> None:
+def _write_predictions(path: Path, results, labels: list[str], on_row=None) -> tuple[int, int]:
+    """Write predictions as they arrive into ``path.part``, renamed to ``path`` when complete
+    (an interrupted run never leaves a truncated file under the final name).
+    Returns (rows written, long texts)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".jsonl":
-        with path.open("w", encoding="utf-8") as f:
-            for r in results:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-        return
-    # utf-8-sig so Excel, the tool most users open a CSV with, shows the Chinese correctly
-    with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels], "tokens", "long_text"])
+    part = path.with_name(path.name + ".part")
+    written = windowed = 0
+    jsonl = path.suffix.lower() == ".jsonl"
+    # utf-8-sig for CSV so Excel, the tool most users open a CSV with, shows the Chinese correctly
+    with part.open("w", encoding="utf-8" if jsonl else "utf-8-sig", newline="") as f:
+        writer = None if jsonl else csv.writer(f)
+        if writer is not None:
+            writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels], "tokens", "long_text"])
         for r in results:
-            writer.writerow(
-                [r.text, r.label, *[f"{r.probabilities[lab]:.6f}" for lab in labels], r.tokens, r.handling]
-            )
+            if writer is None:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            else:
+                probs = [f"{r.probabilities[lab]:.6f}" for lab in labels]
+                writer.writerow([r.text, r.label, *probs, r.tokens, r.handling])
+            written += 1
+            windowed += r.handling != "full"
+            if on_row is not None:
+                on_row()
+    if written:
+        part.replace(path)
+    else:
+        part.unlink()
+    return written, windowed
 
 
 def _split_list(values: list[str] | None, what: str) -> list[str]:

@@ -4,7 +4,7 @@ length, and handle texts longer than the model's limit with sliding windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -256,3 +256,21 @@ class Predictor:
             )
             for text, p, n, h in zip(encoded.texts, probs, encoded.tokens, encoded.handling, strict=True)
         ]
+
+    def predict_stream(self, texts: Iterable[str], chunk_size: int = 4096) -> Iterator[Prediction]:
+        """Predictions for an iterable of any length, in input order, holding at most
+        ``chunk_size`` texts at a time (each chunk is length-sorted into batches).
+
+        Example:
+            >>> p = Predictor("runs/demo/model")  # doctest: +SKIP
+            >>> lines = (line.rstrip("\\n") for line in open("sms.txt"))  # doctest: +SKIP
+            >>> for prediction in p.predict_stream(lines): ...  # doctest: +SKIP
+        """
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) >= chunk_size:
+                yield from self.predict(chunk)
+                chunk = []
+        if chunk:
+            yield from self.predict(chunk)
