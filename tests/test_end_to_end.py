@@ -140,7 +140,9 @@ def test_predict_text_and_files(finetuned: tuple[Path, Path], tmp_path: Path) ->
     with (tmp_path / "p.csv").open(encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert [r["text"] for r in rows][:2] == ["加微信领红包", "【顺丰】您的快递已到驿站"]
-    assert set(rows[0]) == {"text", "label", "p_loan", "p_normal", "p_police", "tokens", "long_text"}
+    columns = {"text", "label", "p_loan", "p_normal", "p_police", "fraud_score", "tokens", "long_text"}
+    assert set(rows[0]) == columns  # fraud_score = 1 - p_normal: the labels have a normal class
+    assert float(rows[0]["fraud_score"]) == pytest.approx(1 - float(rows[0]["p_normal"]), abs=2e-6)
     assert rows[0]["long_text"] == "full" and rows[2]["long_text"].startswith("windows:")
     run("predict", "--model", out, "--input", tmp_path / "in.txt", "--output", tmp_path / "p.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -247,6 +247,12 @@ def predict(
         "auto", "--backend", help="torch, onnx (an export's model.onnx), or auto (weights if present)."
     ),
     quantized: bool = typer.Option(False, "--quantized", help="With --backend onnx: use model.int8.onnx."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="Flag messages whose fraud score (1 - P(normal)) reaches this; default: the model's "
+        "threshold.json from `tunewise threshold`, if any.",
+    ),
 ) -> None:
     """Classify one text (--text) or a file (--input … --output …)."""
     from tunewise.data.loading import Problem, stream_data
@@ -269,6 +275,7 @@ def predict(
             long_text=long_text,  # type: ignore[arg-type]
             backend=backend,  # type: ignore[arg-type]
             quantized=quantized,
+            threshold=threshold,
         )
         if text is not None:
             if not text.strip():
@@ -298,6 +305,8 @@ def predict(
                 predictor.predict_stream(texts()),
                 predictor.labels,
                 on_row=lambda: progress.advance(task),
+                score=predictor.normal_label is not None,
+                flag=predictor.threshold is not None,
             )
     except _user_errors() as e:
         _fail(str(e))
@@ -310,7 +319,9 @@ def predict(
     )
 
 
-def _write_predictions(path: Path, results, labels: list[str], on_row=None) -> tuple[int, int]:
+def _write_predictions(
+    path: Path, results, labels: list[str], on_row=None, score: bool = False, flag: bool = False
+) -> tuple[int, int]:
     """Write predictions as they arrive into ``path.part``, renamed to ``path`` when complete
     (an interrupted run never leaves a truncated file under the final name).
     Returns (rows written, long texts)."""
@@ -322,13 +333,15 @@ def _write_predictions(path: Path, results, labels: list[str], on_row=None) -> t
     with part.open("w", encoding="utf-8" if jsonl else "utf-8-sig", newline="") as f:
         writer = None if jsonl else csv.writer(f)
         if writer is not None:
-            writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels], "tokens", "long_text"])
+            extra = ["fraud_score"] * score + ["flagged"] * flag
+            writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels], *extra, "tokens", "long_text"])
         for r in results:
             if writer is None:
                 f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
             else:
                 probs = [f"{r.probabilities[lab]:.6f}" for lab in labels]
-                writer.writerow([r.text, r.label, *probs, r.tokens, r.handling])
+                extra = [f"{r.fraud_score:.6f}"] * score + [int(bool(r.flagged))] * flag
+                writer.writerow([r.text, r.label, *probs, *extra, r.tokens, r.handling])
             written += 1
             windowed += r.handling != "full"
             if on_row is not None:
@@ -448,6 +461,58 @@ def demo(
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; run `tunewise demo` with the same --out again to continue", 130)
+
+
+@app.command("threshold")
+def threshold_cmd(
+    model: Path = typer.Option(..., "--model", help="Model directory (or ONNX export)."),
+    data: Path = typer.Option(..., "--data", help="Labelled held-out data to choose the threshold on."),
+    target_precision: float = typer.Option(
+        ..., "--target-precision", help="Least share of flagged messages that must be fraud, e.g. 0.99."
+    ),
+    split: str = typer.Option(
+        "dev", "--split", help="With the model's own training data: which stored split (dev, test, all)."
+    ),
+    label_column: str | None = typer.Option(None, "--label-column"),
+    text_column: str | None = typer.Option(None, "--text-column"),
+    label_map: Path | None = typer.Option(None, "--label-map"),
+) -> None:
+    """Choose the fraud-score threshold that reaches --target-precision on held-out data;
+    saved as threshold.json in the model directory and used by predict and serve."""
+    from tunewise.data.loading import DataError
+    from tunewise.evaluation import select_examples
+    from tunewise.inference import Predictor
+    from tunewise.threshold import choose_threshold
+
+    try:
+        predictor = Predictor(model)
+        if predictor.normal_label is None:
+            _fail(f"the model's labels {predictor.labels} have no normal class; a fraud score needs one")
+        if split not in ("dev", "test", "all"):
+            _fail(f"--split must be dev, test or all, got {split!r}")
+        columns = {"text_column": text_column, "label_column": label_column, "label_map": label_map}
+        try:  # the model's own training data: its held-out split, never the training rows
+            chosen = select_examples(predictor, data, split, model_dir=model, **columns)  # type: ignore[arg-type]
+        except DataError as e:
+            if "belong to the model's" not in str(e) and "no stored" not in str(e):
+                raise
+            chosen = select_examples(
+                predictor, data, "all", model_dir=model, **columns
+            )  # other data: all of it
+        results = predictor.predict(chosen.texts)
+        normal = predictor.labels.index(predictor.normal_label)
+        scores = [r.fraud_score for r in results]
+        truth = [label != normal for label in chosen.label_ids]
+        choice = choose_threshold(scores, truth, target_precision)  # type: ignore[arg-type]
+    except ValueError as e:  # DataError and friends are ValueErrors too: one clear line
+        _fail(str(e))
+    choice.data, choice.selection = str(data), chosen.note
+    path = choice.save(model)
+    out.print(json.dumps(vars(choice), ensure_ascii=False))
+    err.print(
+        f"threshold {choice.threshold:.4f}: precision {choice.precision:.4f}, recall {choice.recall:.4f} "
+        f"({choice.flagged} of {choice.n} flagged; {chosen.note}) · saved to {path}"
+    )
 
 
 @app.command()

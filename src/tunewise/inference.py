@@ -15,6 +15,7 @@ import torch
 from tunewise.data.normalize import SmsNormalizer
 from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
+from tunewise.threshold import find_normal_label, load_threshold
 
 LongText = Literal["window", "truncate"]
 
@@ -28,15 +29,22 @@ class Prediction:
     probabilities: dict[str, float]
     tokens: int
     handling: str  # "full", "windows:N" (averaged) or "truncated"
+    fraud_score: float | None = None  # 1 - P(normal), when the labels have a normal class
+    flagged: bool | None = None  # fraud_score >= the model's threshold, when it has one
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "text": self.text,
             "label": self.label,
             "probabilities": self.probabilities,
             "tokens": self.tokens,
             "long_text": self.handling,
         }
+        if self.fraud_score is not None:
+            d["fraud_score"] = self.fraud_score
+        if self.flagged is not None:
+            d["flagged"] = self.flagged
+        return d
 
 
 @dataclass
@@ -138,6 +146,7 @@ class Predictor:
         backend: Backend = "auto",
         quantized: bool = False,
         threads: int | None = None,
+        threshold: float | None = None,
     ) -> None:
         if long_text not in ("window", "truncate"):
             raise ValueError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
@@ -162,6 +171,13 @@ class Predictor:
                 self.scorer = TorchScorer(info.model, device)
         self.loaded = info
         self.backend = self.scorer.name
+        self.normal_label = find_normal_label(info.labels)
+        # the fraud-score threshold: given, or chosen earlier by `tunewise threshold`
+        stored = None if isinstance(model_dir, LoadedModel) else load_threshold(model_dir)
+        self.threshold_choice = stored
+        self.threshold = threshold if threshold is not None else (stored.threshold if stored else None)
+        if self.threshold is not None and self.normal_label is None:
+            raise ModelError(f"a fraud-score threshold needs a 'normal' class; the labels are {info.labels}")
         self.tokenizer = info.tokenizer
         self.labels = info.labels
         self.normalizer = SmsNormalizer(info.normalizer)
@@ -246,16 +262,22 @@ class Predictor:
         self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
     ) -> list[Prediction]:
         probs, encoded = self.predict_proba(texts, progress)
-        return [
-            Prediction(
-                text=text,
-                label=self.labels[int(p.argmax())],
-                probabilities={lab: float(x) for lab, x in zip(self.labels, p, strict=True)},
-                tokens=n,
-                handling=h,
+        normal = self.labels.index(self.normal_label) if self.normal_label is not None else None
+        results = []
+        for text, p, n, h in zip(encoded.texts, probs, encoded.tokens, encoded.handling, strict=True):
+            score = None if normal is None else float(1.0 - p[normal])
+            results.append(
+                Prediction(
+                    text=text,
+                    label=self.labels[int(p.argmax())],
+                    probabilities={lab: float(x) for lab, x in zip(self.labels, p, strict=True)},
+                    tokens=n,
+                    handling=h,
+                    fraud_score=score,
+                    flagged=None if self.threshold is None or score is None else score >= self.threshold,
+                )
             )
-            for text, p, n, h in zip(encoded.texts, probs, encoded.tokens, encoded.handling, strict=True)
-        ]
+        return results
 
     def predict_stream(self, texts: Iterable[str], chunk_size: int = 4096) -> Iterator[Prediction]:
         """Predictions for an iterable of any length, in input order, holding at most
