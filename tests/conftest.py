@@ -133,3 +133,17 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertModel(config).save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+@pytest.fixture(scope="session")
+def scratch_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data, model directory): a TextCNN trained 3 epochs on synthetic messages; shared, so
+    tests that change the directory work on a copy."""
+    from tunewise.recipes import load_recipe
+    from tunewise.training.run import TrainOptions, train_model
+
+    data = write_csv(tmp_path_factory.mktemp("scratch-data") / "sms.csv", make_messages(40))
+    out = tmp_path_factory.mktemp("scratch-model")
+    recipe = load_recipe("scratch").with_epochs(3)
+    train_model(TrainOptions(data=data, recipe=recipe, out=out, show_progress=False, log_with=None))
+    return data, out

@@ -44,11 +44,8 @@ def bert_model(data, tiny_bert_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def textcnn_model(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("textcnn")
-    recipe = load_recipe("scratch").with_epochs(2)
-    train_model(TrainOptions(data=data, recipe=recipe, out=out, show_progress=False, log_with=None))
-    return out
+def textcnn_model(scratch_model) -> Path:
+    return scratch_model[1]
 
 
 @pytest.mark.parametrize("which", ["bert_model", "textcnn_model"])

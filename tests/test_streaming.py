@@ -20,10 +20,6 @@ from tunewise.data.loading import (
     stream_file,
 )
 from tunewise.inference import Predictor
-from tunewise.recipes import load_recipe
-from tunewise.training.run import TrainOptions, train_model
-
-from .conftest import make_messages, write_csv
 
 BROKEN_CSV = (
     "content,label\n正常的短信,normal\n多了一列,normal,extra\n,normal\n"
@@ -80,19 +76,8 @@ def test_stream_data_reads_a_folder_in_name_order(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    data = write_csv(tmp_path_factory.mktemp("d") / "sms.csv", make_messages(30))
-    out = tmp_path_factory.mktemp("m")
-    train_model(
-        TrainOptions(
-            data=data,
-            recipe=load_recipe("scratch").with_epochs(2),
-            out=out,
-            show_progress=False,
-            log_with=None,
-        )
-    )
-    return out
+def model_dir(scratch_model) -> Path:
+    return scratch_model[1]
 
 
 def test_predict_stream_holds_one_chunk_at_a_time(model_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,7 @@ from typer.testing import CliRunner
 
 from tunewise.cli import app
 from tunewise.inference import Predictor
-from tunewise.recipes import load_recipe
 from tunewise.threshold import THRESHOLD_FILE, choose_threshold, find_normal_label, load_threshold
-from tunewise.training.run import TrainOptions, train_model
 
 from .conftest import make_messages, write_csv
 
@@ -48,19 +47,11 @@ def test_ties_are_flagged_together_and_impossible_targets_say_so():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    data = write_csv(tmp_path_factory.mktemp("d") / "sms.csv", make_messages(40))
-    out = tmp_path_factory.mktemp("m")
-    train_model(
-        TrainOptions(
-            data=data,
-            recipe=load_recipe("scratch").with_epochs(3),
-            out=out,
-            show_progress=False,
-            log_with=None,
-        )
-    )
-    return data, out
+def trained(scratch_model, tmp_path_factory) -> tuple[Path, Path]:
+    data, model = scratch_model
+    copy = tmp_path_factory.mktemp("threshold") / "model"
+    shutil.copytree(model, copy)  # threshold.json is written into it
+    return data, copy
 
 
 def test_threshold_command_saves_and_predict_uses_it(trained, tmp_path):
