@@ -463,6 +463,60 @@ def demo(
         _fail("interrupted; run `tunewise demo` with the same --out again to continue", 130)
 
 
+@app.command()
+def serve(
+    model: Path = typer.Option(..., "--model", help="Model directory or ONNX export."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it to the network)."
+    ),
+    port: int = typer.Option(8000, "--port"),
+    backend: str = typer.Option("auto", "--backend", help="torch, onnx, or auto."),
+    quantized: bool = typer.Option(False, "--quantized", help="With the onnx backend: model.int8.onnx."),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Name of an environment variable holding the API key clients must send."
+    ),
+    max_texts: int = typer.Option(256, "--max-texts", help="Texts per request."),
+    max_chars: int = typer.Option(5000, "--max-chars", help="Characters per text."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Bytes per request body."),
+    max_concurrency: int = typer.Option(64, "--max-concurrency", help="Connections at once; more get 503."),
+) -> None:
+    """Serve the classifier over HTTP (POST /v1/classify, GET /healthz, /v1/model, /docs) with a
+    web page at /."""
+    import os
+
+    import uvicorn
+
+    from tunewise.inference import Predictor
+    from tunewise.service import Limits, create_app
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            _fail(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+    if backend not in ("auto", "torch", "onnx"):
+        _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
+    try:
+        predictor = Predictor(model, backend=backend, quantized=quantized)  # type: ignore[arg-type]
+    except _user_errors() as e:
+        _fail(str(e))
+    app_ = create_app(
+        predictor,
+        limits=Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_chars=max_chars),
+        api_key=api_key,
+        model_dir=model,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning[/]: listening on {host}, reachable from other machines"
+            + ("" if api_key else " without an API key")
+        )
+    err.print(f"serving {model} ({predictor.backend}) on http://{host}:{port}/ · API docs at /docs")
+    uvicorn.run(
+        app_, host=host, port=port, limit_concurrency=max_concurrency, timeout_keep_alive=5, log_level="info"
+    )
+
+
 @app.command("threshold")
 def threshold_cmd(
     model: Path = typer.Option(..., "--model", help="Model directory (or ONNX export)."),

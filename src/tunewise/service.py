@@ -1,0 +1,227 @@
+"""``tunewise serve``: the classifier as an HTTP service (FastAPI on Uvicorn).
+
+Endpoints: ``POST /v1/classify`` (one or many texts -> label, class probabilities, fraud
+score, flag), ``GET /healthz``, ``GET /v1/model`` (labels, versions, recipe, threshold,
+limits), the OpenAPI schema at ``/openapi.json`` with docs at ``/docs``, and the web page
+at ``/``. Every request is bounded — body bytes, texts per request, characters per text —
+and anything malformed is a 4xx with a message that says what was wrong, never a 500.
+The server binds to 127.0.0.1 unless told otherwise; an API key is optional.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tunewise import __version__
+from tunewise.inference import Predictor
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may contain."""
+
+    max_body_bytes: int = 1_000_000
+    max_texts: int = 256
+    max_chars: int = 5_000
+    # occlusion scores one variant per character: bound its cost separately
+    max_explain_texts: int = 16
+
+
+class ClassifyRequest(BaseModel):
+    """``{"text": "..."}`` or ``{"texts": ["...", ...]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, description="One message.")
+    texts: list[str] | None = Field(None, description="Several messages.")
+    explain: bool = Field(False, description="Add per-character attributions (occlusion).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ClassifyRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' or 'texts'")
+        return self
+
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is refused with 413 as soon as the limit
+    is crossed, whether or not the client sent Content-Length (chunked uploads too). Bodies
+    within the limit are read here and handed on unchanged."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: wait for the client to go away
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        body = f'{{"detail": "request body over {self.limit:,} bytes"}}'.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    predictor: Predictor,
+    *,
+    limits: Limits | None = None,
+    api_key: str | None = None,
+    model_dir: str | Path | None = None,
+) -> FastAPI:
+    """The FastAPI application around one loaded ``Predictor``.
+
+    Example:
+        >>> app = create_app(Predictor("runs/demo/model"))  # doctest: +SKIP
+        >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    limits = limits or Limits()
+    lock = threading.Lock()  # one forward pass at a time: the cores are shared anyway
+    meta = predictor.loaded.meta
+    app = FastAPI(
+        title="tunewise",
+        version=__version__,
+        description="Chinese fraud-SMS classification. POST /v1/classify; the web page is at /.",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default, with the input echoed back removed: it may be a megabyte
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization") or ""
+        if auth.lower().startswith("bearer "):
+            given = given or auth[7:]
+        if not secrets.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/model", dependencies=[Depends(check_key)])
+    def model_info() -> dict:
+        choice = predictor.threshold_choice
+        return {
+            "labels": predictor.labels,
+            "normal_label": predictor.normal_label,
+            "tunewise_version": __version__,
+            "model_version": meta.get("tunewise_version"),
+            "model": str(model_dir) if model_dir else None,
+            "recipe": meta.get("recipe"),
+            "architecture": meta.get("architecture"),
+            "pretrained": meta.get("pretrained"),
+            "backend": predictor.backend,
+            "max_length": predictor.window + len(predictor.prefix) + len(predictor.suffix),
+            "threshold": predictor.threshold,
+            "threshold_choice": asdict(choice) if choice else None,
+            "limits": asdict(limits),
+        }
+
+    @app.post("/v1/classify", dependencies=[Depends(check_key)])
+    def classify(body: ClassifyRequest) -> dict:
+        texts = body.all_texts()
+        if not texts:
+            raise HTTPException(422, "'texts' is empty")
+        if len(texts) > limits.max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}")
+        if body.explain and len(texts) > limits.max_explain_texts:
+            raise HTTPException(
+                413, f"explain is limited to {limits.max_explain_texts} texts per request, got {len(texts)}"
+            )
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise HTTPException(422, f"text {i} is empty")
+            if len(text) > limits.max_chars:
+                raise HTTPException(
+                    413, f"text {i} has {len(text):,} characters; the limit is {limits.max_chars:,}"
+                )
+        with lock:
+            results = predictor.predict(texts)
+            explained = [explain(predictor, r.text) for r in results] if body.explain else None
+        out = []
+        for i, r in enumerate(results):
+            item = r.to_dict()
+            if explained is not None:
+                item["attribution"] = explained[i]
+            out.append(item)
+        return {"results": out, "threshold": predictor.threshold}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        from tunewise.webpage import PAGE
+
+        return PAGE
+
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    return app
+
+
+def explain(predictor: Predictor, text: str, max_chars: int = 300) -> dict:
+    """Occlusion attribution: how much the predicted class's probability drops when each
+    character is removed (positive: the character supports the prediction). The score
+    explained is the fraud score when the labels have a normal class.
+
+    Example:
+        >>> explain(Predictor("runs/demo/model"), "加微信领红包")["chars"][:2]  # doctest: +SKIP
+        ['加', '微']
+    """
+    chars = list(text[:max_chars])
+    base = predictor.predict([text])[0]
+    if predictor.normal_label is not None:
+        target, value = "fraud_score", base.fraud_score or 0.0
+    else:
+        target, value = base.label, base.probabilities[base.label]
+    variants = ["".join(chars[:i] + chars[i + 1 :]) or " " for i in range(len(chars))]
+    scored = predictor.predict(variants) if variants else []
+    weights = []
+    for p in scored:
+        after = p.fraud_score if target == "fraud_score" else p.probabilities[target]
+        weights.append(round(value - float(after or 0.0), 6))
+    return {
+        "target": target,
+        "value": value,
+        "chars": chars,
+        "weights": weights,
+        "truncated": len(text) > max_chars,
+    }
