@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import random
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,34 @@ def scratch_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     recipe = load_recipe("scratch").with_epochs(3)
     train_model(TrainOptions(data=data, recipe=recipe, out=out, show_progress=False, log_with=None))
     return data, out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """Uvicorn in a thread, bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -4,51 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from tunewise.inference import Predictor
 from tunewise.service import Limits, create_app
 
+from .conftest import LiveServer, free_port
+
 LIMITS = Limits(max_body_bytes=20_000, max_texts=8, max_chars=300, max_explain_texts=4)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """Uvicorn in a thread, bound to 127.0.0.1 on a free port."""
-
-    def __init__(self, app) -> None:
-        self.port = _free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +115,7 @@ def test_api_key(predictor):
 
 
 def test_cli_serve_binds_loopback_by_default(scratch_model):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TW_KEY": "k"}
     cmd = [sys.executable, "-m", "tunewise", "serve", "--model", str(scratch_model[1]), "--port", str(port)]
     proc = subprocess.Popen(cmd + ["--api-key-env", "TW_KEY"], env=env, stderr=subprocess.PIPE, text=True)

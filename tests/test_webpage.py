@@ -1,0 +1,103 @@
+"""The web page in a real headless Chromium (Debian's, driven by Playwright): load it,
+classify, see probability bars and highlighted characters, and prove message text is
+never run as HTML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tunewise.inference import Predictor
+from tunewise.service import create_app
+
+from .conftest import LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+# CI installs Chromium and sets this, so there the test cannot silently skip
+REQUIRED = os.environ.get("TUNEWISE_REQUIRE_BROWSER") == "1"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">领红包'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if REQUIRED:
+            pytest.fail(
+                "TUNEWISE_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)"
+            )
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+def test_page_classifies_highlights_and_escapes(browser, scratch_model, tmp_path):
+    app = create_app(Predictor(scratch_model[1]), model_dir=scratch_model[1])
+    with LiveServer(app) as url:
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{url}/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('labels')")
+        messages = [
+            "我是北京市公安局民警，你的身份证涉嫌洗钱，请转账到安全账户",
+            "您的验证码是123456，5分钟内有效",
+            HOSTILE,
+        ]
+        page.fill("#input", "\n".join(messages))
+        page.click("#go")
+        page.wait_for_selector(".row >> nth=2")
+        rows = page.locator(".row")
+        assert rows.count() == 3
+        labels = [rows.nth(i).locator(".label").inner_text() for i in range(3)]
+        assert set(labels) <= {"normal", "police", "loan"}
+        # probability bars: one per class, widths adding to ~100%
+        widths = page.eval_on_selector_all(
+            ".row:first-child .fill", "els => els.map(e => parseFloat(e.style.width))"
+        )
+        assert len(widths) == 3 and abs(sum(widths) - 100) < 0.5
+        # highlighted characters: one span per character, coloured by its attribution
+        spans = rows.nth(0).locator(".ch")
+        assert spans.count() == len(messages[0])
+        colours = page.eval_on_selector_all(".row:first-child .ch", "els => els.map(e => e.style.background)")
+        assert any("rgba" in c for c in colours)
+        # the hostile message is shown as text: no script ran, no element was created from it
+        assert rows.nth(2).locator(".text").inner_text() == HOSTILE
+        assert page.locator("#results script, #results img").count() == 0
+        assert page.evaluate("window.__pwned") is None and not dialogs
+        shot = tmp_path / "page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+        page.close()
+
+
+def test_page_shows_service_errors(browser, scratch_model):
+    from tunewise.service import Limits
+
+    app = create_app(Predictor(scratch_model[1]), limits=Limits(max_chars=20))
+    with LiveServer(app) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.fill("#input", "这是一条超过二十个字符限制的很长很长很长的短信内容")
+        page.click("#go")
+        page.wait_for_selector(".error")
+        assert (
+            "413" in page.locator(".error").inner_text()
+            and "limit is 20" in page.locator(".error").inner_text()
+        )
+        page.close()
