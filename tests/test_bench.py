@@ -70,3 +70,40 @@ def test_learning_curve_bench_runs_compare(tmp_path: Path, tiny_bert_dir: Path) 
     assert {r["recipe"] for r in results["runs"]} == {"tfidf-svm", "scratch", "finetune-small"}
     assert results["recipes"]["scratch"]["model"]["max_length"] == 32
     assert (out / "report.md").is_file() and "test macro-F1" in done.stdout
+
+
+def test_inference_bench_times_every_path_and_the_service(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from tests.conftest import free_port
+    from tunewise.recipes import load_recipe
+    from tunewise.training.run import TrainOptions, train_model
+
+    data = write_csv(tmp_path / "sms.csv", make_messages(30))
+    model = tmp_path / "model"
+    recipe = load_recipe("finetune").with_epochs(2)
+    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"max_length": 64})})
+    train_model(
+        TrainOptions(
+            data=data,
+            recipe=recipe,
+            out=model,
+            pretrained=str(tiny_bert_dir),
+            show_progress=False,
+            log_with=None,
+        )
+    )
+    out = tmp_path / "bench"
+    done = run_bench(
+        "inference.py",
+        *["--model", str(model), "--eval", str(data), "--out", str(out), "--messages", "80", "--single", "5"],
+        *["--load-seconds", "2", "--concurrency", "2", "--port", str(free_port()), "--threads", "1"],
+    )
+    result = json.loads((out / "results.json").read_text())
+    paths = [r["path"] for r in result["paths"]]
+    assert paths[0].startswith("transformers pipeline") and len(paths) == 4
+    assert all(
+        r["batch64_msgs_per_s"] > 0 and r["batch1_p99_ms"] >= r["batch1_p50_ms"] for r in result["paths"]
+    )
+    assert result["paths"][0]["batch64_vs_pipeline"] == 1.0
+    assert result["service"]["requests"] > 0 and result["service"]["errors"] == 0
+    assert result["export"]["fp32"]["max_prob_diff"] <= 1e-4
+    assert "vs pipeline" in done.stdout
