@@ -292,3 +292,9 @@ def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     (run,) = load_results(out)["runs"]
     assert run["resumed_from"] and "epoch" in run["resumed_from"]
     assert "resumed from" in done.stderr
+
+
+def test_a_changed_recipe_is_not_mixed_into_finished_runs(compared, small_data):
+    out, _, _ = compared
+    with pytest.raises(CompareError, match="recipe 'scratch' differs from the one its 4 finished runs"):
+        run_comparison(_options(small_data, out, epochs=3))

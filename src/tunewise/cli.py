@@ -577,12 +577,23 @@ def export(
     eval_data: Path | None = typer.Option(
         None, "--eval", help="Labelled data: report macro-F1 of PyTorch, ONNX fp32 and int8 on it."
     ),
+    label_map: Path | None = typer.Option(None, "--label-map", help="Label map for --eval data."),
+    text_column: str | None = typer.Option(None, "--text-column"),
+    label_column: str | None = typer.Option(None, "--label-column"),
 ) -> None:
     """Export to ONNX (dynamic batch and sequence axes), check parity with PyTorch."""
     from tunewise.export import export_onnx
 
     try:
-        report = export_onnx(model, out_dir, quantize=quantize, eval_data=eval_data)
+        report = export_onnx(
+            model,
+            out_dir,
+            quantize=quantize,
+            eval_data=eval_data,
+            label_map=label_map,
+            text_column=text_column,
+            label_column=label_column,
+        )
     except _user_errors() as e:
         _fail(str(e))
     out.print(json.dumps(report, ensure_ascii=False, indent=2))

@@ -81,12 +81,12 @@ def _copy_side_files(source: Path, out: Path) -> None:
             shutil.copy2(f, out / f.name)
 
 
-def _eval_macro_f1(predictors: dict, data: str | Path, model_dir: Path) -> dict[str, float]:
+def _eval_macro_f1(predictors: dict, data: str | Path, model_dir: Path, **columns) -> dict[str, float]:
     from tunewise.evaluation import select_examples
     from tunewise.metrics import classification_metrics
 
     any_predictor = next(iter(predictors.values()))
-    chosen = select_examples(any_predictor, data, "auto", model_dir=model_dir)
+    chosen = select_examples(any_predictor, data, "auto", model_dir=model_dir, **columns)
     scores = {}
     for name, predictor in predictors.items():
         probs, _ = predictor.predict_proba(chosen.texts)
@@ -105,6 +105,9 @@ def export_onnx(
     quantize: bool = False,
     eval_data: str | Path | None = None,
     probe_texts: list[str] | None = None,
+    label_map: str | Path | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
 ) -> dict:
     """Export ``model_dir`` to ONNX in ``out``, check parity, optionally quantise to int8.
 
@@ -160,7 +163,8 @@ def export_onnx(
             "max_prob_diff": int8_diff,
         }
     if eval_data is not None:
-        scores = _eval_macro_f1(predictors, eval_data, model_dir)
+        columns = {"label_map": label_map, "text_column": text_column, "label_column": label_column}
+        scores = _eval_macro_f1(predictors, eval_data, model_dir, **columns)
         report["eval"] = {"data": str(eval_data), **scores}
         if quantize:
             report["eval"]["int8_macro_f1_change"] = scores["onnx_int8"] - scores["onnx_fp32"]

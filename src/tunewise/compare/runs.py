@@ -127,6 +127,22 @@ def _check_fractions(fractions: list[float]) -> list[float]:
     return sorted(set(fractions))
 
 
+def _check_same_recipes(results: dict, recipes: dict[str, Recipe], out: Path) -> None:
+    """Runs recorded under a recipe name must have used the recipe as it is now: a resumed
+    comparison never mixes two versions of a recipe in one table."""
+    stored = results.get("recipes") or {}
+    done = {r["recipe"] for r in results.get("runs", [])}
+    for name, recipe in recipes.items():
+        before = stored.get(name)
+        if name in done and before is not None and before != recipe.model_dump(mode="json"):
+            finished = sum(r["recipe"] == name for r in results["runs"])
+            raise CompareError(
+                f"recipe {name!r} differs from the one its {finished} "
+                f"finished runs in {out} used (an edited YAML, --epochs, --max-length or a new tunewise "
+                "version); use another --out, or delete those runs from results.json to redo them"
+            )
+
+
 def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict:
     """Run every (recipe, fraction, seed) not yet in ``out/results.json``; return all results.
 
@@ -167,6 +183,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "(nothing was overwritten)"
         )
     results = results or {"runs": []}
+    _check_same_recipes(results, recipes, out)
     names = ([TFIDF] if opts.baseline else []) + list(recipes)
     results.update(
         {
