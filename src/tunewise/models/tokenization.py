@@ -96,11 +96,15 @@ def quiet_transformers() -> Iterator[None]:
     """Silence transformers' warnings for a block where they are expected (new heads while
     loading, over-long texts while counting tokens); tunewise reports what matters itself."""
     level = transformers.logging.get_verbosity()
+    bars = transformers.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # "Loading weights" bars: noise in a log
     try:
         yield
     finally:
         transformers.logging.set_verbosity(level)
+        if bars:
+            transformers.logging.enable_progress_bar()
 
 
 def unk_rate(tokenizer: PreTrainedTokenizerBase, texts: list[str], sample: int = 2000) -> float:
