@@ -11,7 +11,6 @@ PyTorch, ONNX fp32 and int8.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -179,8 +178,3 @@ def export_onnx(
             report["eval"]["int8_macro_f1_change"] = scores["onnx_int8"] - scores["onnx_fp32"]
     write_json_atomic(out / EXPORT_FILE, report)
     return report
-
-
-def load_export_report(directory: str | Path) -> dict | None:
-    path = Path(directory) / EXPORT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
