@@ -479,6 +479,9 @@ def serve(
     max_chars: int = typer.Option(5000, "--max-chars", help="Characters per text."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Bytes per request body."),
     max_concurrency: int = typer.Option(64, "--max-concurrency", help="Connections at once; more get 503."),
+    max_batch: int = typer.Option(
+        128, "--max-batch", min=1, help="Most texts scored in one forward pass across concurrent requests."
+    ),
 ) -> None:
     """Serve the classifier over HTTP (POST /v1/classify, GET /healthz, /v1/model, /docs) with a
     web page at /."""
@@ -505,6 +508,7 @@ def serve(
         limits=Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_chars=max_chars),
         api_key=api_key,
         model_dir=model,
+        max_batch=max_batch,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(

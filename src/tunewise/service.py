@@ -11,7 +11,7 @@ The server binds to 127.0.0.1 unless told otherwise; an API key is optional.
 from __future__ import annotations
 
 import secrets
-import threading
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunewise import __version__
+from tunewise.batching import MicroBatcher
 from tunewise.inference import Predictor
 
 
@@ -103,17 +104,29 @@ def create_app(
     limits: Limits | None = None,
     api_key: str | None = None,
     model_dir: str | Path | None = None,
+    max_batch: int = 128,
 ) -> FastAPI:
     """The FastAPI application around one loaded ``Predictor``.
+
+    Concurrent requests are scored together, up to ``max_batch`` texts per forward pass
+    (see :mod:`tunewise.batching`).
 
     Example:
         >>> app = create_app(Predictor("runs/demo/model"))  # doctest: +SKIP
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     limits = limits or Limits()
-    lock = threading.Lock()  # one forward pass at a time: the cores are shared anyway
+    # one forward pass at a time (the cores are shared anyway), over every request waiting
+    batcher = MicroBatcher(predictor, max_batch=max_batch)
     meta = predictor.loaded.meta
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tunewise",
         version=__version__,
         description="Chinese fraud-SMS classification. POST /v1/classify; the web page is at /.",
@@ -156,6 +169,7 @@ def create_app(
             "threshold": predictor.threshold,
             "threshold_choice": asdict(choice) if choice else None,
             "limits": asdict(limits),
+            "batching": {"max_batch": batcher.max_batch, **batcher.stats.as_dict()},
         }
 
     @app.post("/v1/classify", dependencies=[Depends(check_key)])
@@ -176,9 +190,10 @@ def create_app(
                 raise HTTPException(
                     413, f"text {i} has {len(text):,} characters; the limit is {limits.max_chars:,}"
                 )
-        with lock:
-            results = predictor.predict(texts)
-            explained = [explain(predictor, r.text) for r in results] if body.explain else None
+        if body.explain:
+            results, explained = batcher.call(lambda p: (p.predict(texts), [explain(p, t) for t in texts]))
+        else:
+            results, explained = batcher.predict(texts), None
         out = []
         for i, r in enumerate(results):
             item = r.to_dict()
@@ -194,6 +209,7 @@ def create_app(
         return PAGE
 
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.state.batcher = batcher
     return app
 
 
