@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
@@ -61,6 +62,10 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
     assert ev["pytorch"] == pytest.approx(ev["onnx_fp32"], abs=1e-9)
     assert ev["int8_macro_f1_change"] == pytest.approx(ev["onnx_int8"] - ev["onnx_fp32"])
     assert "test split" in ev["selection"]  # the model's own held-out split, as evaluate does
+    if which == "bert_model":  # fused for ONNX Runtime by default, and still within parity
+        ops = {(n.domain, n.op_type) for n in onnx.load(str(out / "model.onnx")).graph.node}
+        assert report["ort_fusions"]["attention"] >= 2  # one per layer
+        assert {("com.microsoft", "Attention"), ("com.microsoft", "SkipLayerNormalization")} <= ops
 
     # dynamic axes: any batch size and sequence length run in ONNX Runtime
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -87,9 +92,14 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
 def test_cli_export_and_predict_with_each_backend(bert_model, tmp_path):
     out = tmp_path / "cli-onnx"
     runner = CliRunner()
-    result = runner.invoke(app, ["export", "--model", str(bert_model), "--out", str(out), "--quantize"])
+    result = runner.invoke(
+        app, ["export", "--model", str(bert_model), "--out", str(out), "--quantize", "--no-optimize"]
+    )
     assert result.exit_code == 0, result.output
     assert "fp32 parity: largest probability difference" in result.stderr
+    # --no-optimize: standard ONNX operators only, for runtimes other than ONNX Runtime
+    assert json.loads((out / "export.json").read_text())["ort_fusions"] == "off"
+    assert {n.domain for n in onnx.load(str(out / "model.onnx")).graph.node} <= {"", "ai.onnx"}
     text = "您的ETC已失效，请点击链接重新认证"
     labels = {}
     for backend, extra in (("torch", []), ("onnx", []), ("onnx", ["--quantized"])):

@@ -578,6 +578,12 @@ def export(
     model: Path = typer.Option(..., "--model", help="Model directory written by `tunewise train`."),
     out_dir: Path = typer.Option(..., "--out", help="New directory for the ONNX export."),
     quantize: bool = typer.Option(False, "--quantize", help="Also write an int8 (dynamic) quantised model."),
+    optimize: bool = typer.Option(
+        True,
+        "--optimize/--no-optimize",
+        help="Fuse attention, layer norm and GELU into ONNX Runtime operators (faster on CPU); "
+        "--no-optimize keeps standard ONNX operators for other runtimes.",
+    ),
     eval_data: Path | None = typer.Option(
         None, "--eval", help="Labelled data: report macro-F1 of PyTorch, ONNX fp32 and int8 on it."
     ),
@@ -593,6 +599,7 @@ def export(
             model,
             out_dir,
             quantize=quantize,
+            optimize=optimize,
             eval_data=eval_data,
             label_map=label_map,
             text_column=text_column,
