@@ -132,11 +132,15 @@ async def load_test(url: str, texts: list[str], seconds: float, concurrency: int
     }
 
 
-def serve_and_load(model: Path, texts: list[str], seconds: float, concurrency: int, port: int) -> dict:
+def serve_and_load(
+    model: Path, texts: list[str], seconds: float, concurrency: int, port: int, max_batch: int
+) -> dict:
+    """Start ``tunewise serve`` (ONNX int8) in its own process and load-test it over loopback.
+    ``max_batch`` 1 turns cross-request batching off: one request per forward pass."""
     import httpx
 
     cmd = [sys.executable, "-m", "tunewise", "serve", "--model", str(model), "--port", str(port)]
-    cmd += ["--backend", "onnx", "--quantized"]
+    cmd += ["--backend", "onnx", "--quantized", "--max-batch", str(max_batch)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -148,6 +152,7 @@ def serve_and_load(model: Path, texts: list[str], seconds: float, concurrency: i
                 time.sleep(0.2)
         result = asyncio.run(load_test(url, texts, seconds, concurrency))
         result["backend"] = "onnx int8"
+        result["batching"] = httpx.get(f"{url}/v1/model", timeout=10).json()["batching"]
         return result
     finally:
         proc.terminate()
@@ -193,6 +198,9 @@ def main() -> None:
         eval_data=args.eval or data,
         label_map=label_map,
     )
+    # the same export with standard ONNX operators only: what the fused graph gains
+    plain_dir = out / "onnx-standard-ops"
+    export_onnx(model, plain_dir, quantize=True, optimize=False)
     texts = load_messages(data or Path(args.eval), label_map, args.messages) if (data or args.eval) else []
     if not texts:
         raise SystemExit("no messages to time: give --eval FILE")
@@ -203,6 +211,7 @@ def main() -> None:
     torch_predictor = Predictor(model, backend="torch", **common)
     fp32 = Predictor(export_dir, backend="onnx", threads=args.threads, **common)
     int8 = Predictor(export_dir, backend="onnx", quantized=True, threads=args.threads, **common)
+    int8_plain = Predictor(plain_dir, backend="onnx", quantized=True, threads=args.threads, **common)
     int8_windows = Predictor(export_dir, backend="onnx", quantized=True, threads=args.threads, batch_size=64)
     hf = pipeline("text-classification", model=str(model), tokenizer=str(model), device=-1, top_k=None)
     max_length = torch_predictor.window + len(torch_predictor.prefix) + len(torch_predictor.suffix)
@@ -215,13 +224,17 @@ def main() -> None:
         time_path("tunewise PyTorch", torch_predictor.predict, texts, args.single),
         time_path("tunewise ONNX fp32", fp32.predict, texts, args.single),
         time_path("tunewise ONNX int8", int8.predict, texts, args.single),
+        time_path("tunewise ONNX int8, standard ops (--no-optimize)", int8_plain.predict, texts, args.single),
         time_path("tunewise ONNX int8, long texts as windows", int8_windows.predict, texts, args.single),
     ]
     base = rows[0]
     for row in rows:
         row["batch64_vs_pipeline"] = row["batch64_msgs_per_s"] / base["batch64_msgs_per_s"]
         row["batch1_vs_pipeline"] = row["batch1_msgs_per_s"] / base["batch1_msgs_per_s"]
-    service = serve_and_load(export_dir, texts, args.load_seconds, args.concurrency, args.port)
+    services = [
+        serve_and_load(export_dir, texts, args.load_seconds, args.concurrency, args.port, max_batch)
+        for max_batch in (1, 128)
+    ]
 
     result = {
         "machine": {"cpus": os.cpu_count(), "threads": args.threads, "torch": torch.__version__},
@@ -229,7 +242,7 @@ def main() -> None:
         "messages": len(texts),
         "export": export,
         "paths": rows,
-        "service": service,
+        "service": services,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     lines = [
@@ -257,12 +270,14 @@ def main() -> None:
             f"ONNX fp32 {ev['onnx_fp32']:.4f}, int8 {ev['onnx_int8']:.4f} "
             f"(change {100 * ev['int8_macro_f1_change']:+.2f} points)."
         )
-    s = service
-    lines.append(
-        f"Service (onnx int8, loopback, concurrency {s['concurrency']}, {s['seconds']:.0f} s): "
-        f"{s['requests']:,} requests, {s['errors']} errors, {s['requests_per_s']:.0f} req/s, "
-        f"p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms."
-    )
+    for s in services:
+        b = s["batching"]
+        lines.append(
+            f"Service (onnx int8, loopback, concurrency {s['concurrency']}, {s['seconds']:.0f} s, "
+            f"--max-batch {b['max_batch']}): {s['requests']:,} requests, {s['errors']} errors, "
+            f"{s['requests_per_s']:.0f} req/s, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms; "
+            f"{b['requests_per_batch']} requests per forward pass."
+        )
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n", encoding="utf-8")
     print(table)

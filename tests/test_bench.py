@@ -99,11 +99,15 @@ def test_inference_bench_times_every_path_and_the_service(tmp_path: Path, tiny_b
     )
     result = json.loads((out / "results.json").read_text())
     paths = [r["path"] for r in result["paths"]]
-    assert paths[0].startswith("transformers pipeline") and len(paths) == 5
+    assert paths[0].startswith("transformers pipeline") and len(paths) == 6
     assert all(
         r["batch64_msgs_per_s"] > 0 and r["batch1_p99_ms"] >= r["batch1_p50_ms"] for r in result["paths"]
     )
     assert result["paths"][0]["batch64_vs_pipeline"] == 1.0
-    assert result["service"]["requests"] > 0 and result["service"]["errors"] == 0
+    unbatched, batched = result["service"]
+    assert unbatched["batching"]["max_batch"] == 1 and batched["batching"]["max_batch"] == 128
+    for service in (unbatched, batched):
+        assert service["requests"] > 0 and service["errors"] == 0
+        assert service["batching"]["requests"] == service["requests"]
     assert result["export"]["fp32"]["max_prob_diff"] <= 1e-4
     assert "vs pipeline" in done.stdout
