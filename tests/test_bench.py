@@ -99,7 +99,7 @@ def test_inference_bench_times_every_path_and_the_service(tmp_path: Path, tiny_b
     )
     result = json.loads((out / "results.json").read_text())
     paths = [r["path"] for r in result["paths"]]
-    assert paths[0].startswith("transformers pipeline") and len(paths) == 6
+    assert paths[0].startswith("transformers pipeline") and len(paths) == 7
     assert all(
         r["batch64_msgs_per_s"] > 0 and r["batch1_p99_ms"] >= r["batch1_p50_ms"] for r in result["paths"]
     )

@@ -87,6 +87,10 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
             assert abs(pa.probabilities[label] - pb.probabilities[label]) <= FP32_TOLERANCE
     int8 = Predictor(out, quantized=True).predict(texts)
     assert all(abs(sum(p.probabilities.values()) - 1) < 1e-6 for p in int8)
+    calm = Predictor(out, spin=False)  # what `serve` uses: no busy-waiting ORT threads
+    options = calm.scorer.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert [p.label for p in calm.predict(texts)] == [p.label for p in b]
 
 
 def test_cli_export_and_predict_with_each_backend(bert_model, tmp_path):

@@ -500,7 +500,8 @@ def serve(
     if backend not in ("auto", "torch", "onnx"):
         _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
     try:
-        predictor = Predictor(model, backend=backend, quantized=quantized)  # type: ignore[arg-type]
+        # no busy-waiting ONNX Runtime threads: the HTTP side shares the cores
+        predictor = Predictor(model, backend=backend, quantized=quantized, spin=False)  # type: ignore[arg-type]
     except _user_errors() as e:
         _fail(str(e))
     app_ = create_app(

@@ -100,12 +100,16 @@ class OnnxScorer:
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, spin: bool = True) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            # ORT's worker threads busy-wait after each run by default: right for batch jobs,
+            # but in a server they take the cores the HTTP side needs (BENCHMARKS.md)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -129,6 +133,8 @@ class Predictor:
     ``backend``: ``torch`` (the weights), ``onnx`` (``model.onnx``, or ``model.int8.onnx``
     with ``quantized=True``), or ``auto`` (the weights when present). Either way the texts
     are normalised exactly as in training and scored in length-sorted batches.
+    ``spin=False`` stops ONNX Runtime's threads busy-waiting between calls (``serve`` does
+    this: its HTTP side shares the cores).
 
     Example:
         >>> p = Predictor("runs/finetune")  # doctest: +SKIP
@@ -146,6 +152,7 @@ class Predictor:
         backend: Backend = "auto",
         quantized: bool = False,
         threads: int | None = None,
+        spin: bool = True,
         threshold: float | None = None,
     ) -> None:
         if long_text not in ("window", "truncate"):
@@ -163,7 +170,7 @@ class Predictor:
                 file = directory / ("model.int8.onnx" if quantized else "model.onnx")
                 if not file.is_file():
                     raise ModelError(f"{file}: not found; export with `tunewise export --quantize` for int8")
-                self.scorer = OnnxScorer(file, threads)
+                self.scorer = OnnxScorer(file, threads, spin)
             else:
                 if quantized:
                     raise ModelError("quantized (int8) scoring needs the onnx backend: --backend onnx")
