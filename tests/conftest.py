@@ -152,6 +152,24 @@ def scratch_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return data, out
 
 
+@pytest.fixture(scope="session")
+def bert_model(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> tuple[Path, Path]:
+    """(data, model directory): ``tiny_bert_dir`` fine-tuned 2 epochs (64 tokens) on synthetic
+    messages with the ``finetune`` recipe; shared, so tests must not change the directory."""
+    from tunewise.recipes import load_recipe
+    from tunewise.training.run import TrainOptions, train_model
+
+    data = write_csv(tmp_path_factory.mktemp("bert-data") / "sms.csv", make_messages(40))
+    out = tmp_path_factory.mktemp("bert-model")
+    recipe = load_recipe("finetune").with_epochs(2)
+    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"max_length": 64})})
+    options = TrainOptions(
+        data=data, recipe=recipe, out=out, pretrained=str(tiny_bert_dir), show_progress=False, log_with=None
+    )
+    train_model(options)
+    return data, out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

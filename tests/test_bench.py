@@ -72,25 +72,12 @@ def test_learning_curve_bench_runs_compare(tmp_path: Path, tiny_bert_dir: Path) 
     assert (out / "report.md").is_file() and "test macro-F1" in done.stdout
 
 
-def test_inference_bench_times_every_path_and_the_service(tmp_path: Path, tiny_bert_dir: Path) -> None:
+def test_inference_bench_times_every_path_and_the_service(
+    tmp_path: Path, bert_model: tuple[Path, Path]
+) -> None:
     from tests.conftest import free_port
-    from tunewise.recipes import load_recipe
-    from tunewise.training.run import TrainOptions, train_model
 
-    data = write_csv(tmp_path / "sms.csv", make_messages(30))
-    model = tmp_path / "model"
-    recipe = load_recipe("finetune").with_epochs(2)
-    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"max_length": 64})})
-    train_model(
-        TrainOptions(
-            data=data,
-            recipe=recipe,
-            out=model,
-            pretrained=str(tiny_bert_dir),
-            show_progress=False,
-            log_with=None,
-        )
-    )
+    data, model = bert_model
     out = tmp_path / "bench"
     done = run_bench(
         "inference.py",

@@ -15,33 +15,18 @@ from tunewise.cli import app
 from tunewise.export import FP32_TOLERANCE, ExportError, export_onnx
 from tunewise.inference import Predictor
 from tunewise.models.build import ModelError
-from tunewise.recipes import load_recipe
-from tunewise.training.run import TrainOptions, train_model
 
-from .conftest import make_messages, write_csv
+from .conftest import make_messages
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_csv(tmp_path_factory.mktemp("data") / "sms.csv", make_messages(40))
+def data(bert_model: tuple[Path, Path]) -> Path:
+    return bert_model[0]
 
 
 @pytest.fixture(scope="module")
-def bert_model(data, tiny_bert_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bert")
-    recipe = load_recipe("finetune").with_epochs(2)
-    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"max_length": 64})})
-    train_model(
-        TrainOptions(
-            data=data,
-            recipe=recipe,
-            out=out,
-            pretrained=str(tiny_bert_dir),
-            show_progress=False,
-            log_with=None,
-        )
-    )
-    return out
+def bert_dir(bert_model: tuple[Path, Path]) -> Path:
+    return bert_model[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +34,7 @@ def textcnn_model(scratch_model) -> Path:
     return scratch_model[1]
 
 
-@pytest.mark.parametrize("which", ["bert_model", "textcnn_model"])
+@pytest.mark.parametrize("which", ["bert_dir", "textcnn_model"])
 def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data):
     model_dir = request.getfixturevalue(which)
     out = tmp_path / "onnx"
@@ -62,7 +47,7 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
     assert ev["pytorch"] == pytest.approx(ev["onnx_fp32"], abs=1e-9)
     assert ev["int8_macro_f1_change"] == pytest.approx(ev["onnx_int8"] - ev["onnx_fp32"])
     assert "test split" in ev["selection"]  # the model's own held-out split, as evaluate does
-    if which == "bert_model":  # fused for ONNX Runtime by default, and still within parity
+    if which == "bert_dir":  # fused for ONNX Runtime by default, and still within parity
         ops = {(n.domain, n.op_type) for n in onnx.load(str(out / "model.onnx")).graph.node}
         assert report["ort_fusions"]["attention"] >= 2  # one per layer
         assert {("com.microsoft", "Attention"), ("com.microsoft", "SkipLayerNormalization")} <= ops
@@ -93,7 +78,8 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
     assert [p.label for p in calm.predict(texts)] == [p.label for p in b]
 
 
-def test_cli_export_and_predict_with_each_backend(bert_model, tmp_path):
+def test_cli_export_and_predict_with_each_backend(bert_dir, tmp_path):
+    bert_model = bert_dir
     out = tmp_path / "cli-onnx"
     runner = CliRunner()
     result = runner.invoke(
@@ -116,7 +102,8 @@ def test_cli_export_and_predict_with_each_backend(bert_model, tmp_path):
     assert labels[("torch", False)] == labels[("onnx", False)]
 
 
-def test_export_errors_are_clear(bert_model, tmp_path):
+def test_export_errors_are_clear(bert_dir, tmp_path):
+    bert_model = bert_dir
     with pytest.raises(ExportError, match="new directory"):
         export_onnx(bert_model, bert_model)
     with pytest.raises(ModelError, match="no model.onnx"):
