@@ -112,7 +112,12 @@ def _fuse_for_ort(path: Path) -> dict[str, int]:
     model = ir.load(str(path))
     onnxscript.optimizer.optimize(model)
     model, counts = optimize_for_ort(model)
-    ir.save(model, str(path))
+    fused = path.with_suffix(".fused.tmp")
+    try:
+        ir.save(model, str(fused))
+        fused.replace(path)  # the plain graph stays in place unless the fused one is complete
+    finally:
+        fused.unlink(missing_ok=True)
     return {name: int(n) for name, n in counts.items() if n}
 
 
@@ -181,7 +186,6 @@ def export_onnx(
         try:
             fusions = _fuse_for_ort(out / ONNX_FILE)
         except Exception as exc:  # a graph the rewriter cannot handle: ship the plain one
-            _export_graph(loaded.model, out / ONNX_FILE, loaded.max_length)
             fusions = f"failed, standard operators kept ({type(exc).__name__}: {exc})"
     report: dict = {
         "source": str(model_dir),
