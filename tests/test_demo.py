@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 
-from tunewise.demo import EXAMPLE_MESSAGES, DemoOptions, best_recipe, run_demo
+from tunewise.compare.runs import run_dir
+from tunewise.demo import EXAMPLE_MESSAGES, DemoOptions, best_full_run, best_recipe, run_demo
 from tunewise.samples import sample_sms_path
 
 
@@ -44,3 +46,26 @@ def test_demo_compares_trains_the_best_and_classifies(tmp_path):
     for p in predictions:
         assert p["label"] in ("normal", "fraud")
         assert abs(sum(p["probabilities"].values()) - 1) < 1e-5
+
+    # the final model is the comparison's best all-labels run of that recipe, not a retrain:
+    # same weights byte for byte, no checkpoints copied; the partial-label runs kept no weights
+    compare_dir = tmp_path / "demo" / "compare"
+    best = best_full_run(results, summary["final_recipe"])
+    source = run_dir(compare_dir, best["key"])
+    model = summary["model"]
+    assert (model / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()
+    assert not (model / "checkpoints").exists()
+    assert json.loads((model / "run.json").read_text(encoding="utf-8"))["label_fraction"] == 1.0
+    partial = [r for r in results["runs"] if r["fraction"] < 1 and r["recipe"] != "tfidf-svm"]
+    assert partial and not any(
+        (run_dir(compare_dir, r["key"]) / "model.safetensors").exists() for r in partial
+    )
+
+    # rerun with those weights gone: the comparison resumes (nothing to redo) and the final
+    # model is trained again instead, and still classifies the messages
+    (source / "model.safetensors").unlink()
+    again = run_demo(opts)
+    assert len(again["results"]["runs"]) == len(results["runs"])
+    assert (again["model"] / "model.safetensors").is_file()
+    assert (again["model"] / "checkpoints").is_dir()  # written by training, never by the copy
+    assert [p["text"] for p in again["predictions"]] == EXAMPLE_MESSAGES

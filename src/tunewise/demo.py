@@ -3,12 +3,14 @@
 1. compare training from scratch with fine-tuning the bundled ``tunewise-mini-zh`` (and the
    TF-IDF reference) on the embedded sample set, across label fractions;
 2. write the comparison report;
-3. train the final model with the recipe that did best on the dev split;
+3. keep as the final model the run on all the labels that did best on the dev split (the
+   comparison trained it already; training it again would give the same weights);
 4. classify a few new messages with it.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunewise.compare import CompareOptions, print_comparison, run_comparison, write_report
+from tunewise.compare.runs import run_dir
 from tunewise.compare.summary import cells, fractions, recipe_order
 from tunewise.compare.worker import TFIDF
 from tunewise.recipes.schema import load_recipe
@@ -77,6 +80,30 @@ def best_recipe(results: dict) -> str:
     return max(scored)[1]
 
 
+def best_full_run(results: dict, recipe: str) -> dict | None:
+    """The run of ``recipe`` on all the labels with the best dev macro-F1 (None without one).
+
+    Example:
+        >>> runs = [{"recipe": "scratch", "fraction": 1.0, "seed": s, "dev_macro_f1": f}
+        ...         for s, f in [(0, 0.91), (1, 0.93)]]
+        >>> best_full_run({"runs": runs}, "scratch")["seed"]
+        1
+    """
+    full = [r for r in results["runs"] if r["recipe"] == recipe and r["fraction"] >= 1.0]
+    return max(full, key=lambda r: (r["dev_macro_f1"], -r["seed"])) if full else None
+
+
+def _copy_model(source: Path, target: Path) -> None:
+    """Copy a run's model directory, without its checkpoints, into ``target``: first next to
+    it, then swapped in, so an interruption never leaves a half-copied model."""
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoints"))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
 def run_demo(opts: DemoOptions | None = None, console: Console | None = None) -> dict:
     """Run the whole demo; returns paths, the chosen recipe and the example predictions.
 
@@ -102,6 +129,7 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
             fractions=opts.fractions,
             seeds=opts.seeds,
             label_column="label",
+            keep_full_models=True,
         ),
         console=console,
     )
@@ -109,25 +137,33 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
     print_comparison(results, console)
 
     final = best_recipe(results)
-    console.print(f"[bold]2/3[/] training the final model with {final} (best dev macro-F1) on all labels")
     model_dir = out / "model"
-    recipe_file = out / "recipes" / f"{final}.yaml"
-    outcome = train_model(
-        TrainOptions(
-            data=data,
-            recipe=load_recipe(recipe_file),
-            out=model_dir,
-            label_column="label",
-            resume=(model_dir / "checkpoints").is_dir(),
-            show_progress=False,
-            log_with=None,
-        ),
-        console=Console(stderr=True, quiet=True),
-    )
-    console.print(
-        f"    dev macro-F1 {outcome.dev_metrics['macro_f1']:.3f} · {outcome.fit.wall_time_s:.0f}s · "
-        f"saved to {model_dir}"
-    )
+    run = best_full_run(results, final)
+    source = run_dir(compare_dir, run["key"]) if run else None
+    if source is not None and (source / "model.safetensors").is_file():
+        console.print(
+            f"[bold]2/3[/] final model: {final} on all labels, seed {run['seed']} (best dev macro-F1 "
+            f"{run['dev_macro_f1']:.3f}), taken from the comparison · saved to {model_dir}"
+        )
+        _copy_model(source, model_dir)
+    else:  # a comparison without all-labels weights (e.g. resumed from an older version)
+        console.print(f"[bold]2/3[/] training the final model with {final} (best dev macro-F1) on all labels")
+        outcome = train_model(
+            TrainOptions(
+                data=data,
+                recipe=load_recipe(out / "recipes" / f"{final}.yaml"),
+                out=model_dir,
+                label_column="label",
+                resume=(model_dir / "checkpoints").is_dir(),
+                show_progress=False,
+                log_with=None,
+            ),
+            console=Console(stderr=True, quiet=True),
+        )
+        console.print(
+            f"    dev macro-F1 {outcome.dev_metrics['macro_f1']:.3f} · {outcome.fit.wall_time_s:.0f}s · "
+            f"saved to {model_dir}"
+        )
 
     console.print("[bold]3/3[/] classifying new messages")
     predictions = Predictor(model_dir).predict(opts.messages)

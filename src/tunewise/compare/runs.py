@@ -61,6 +61,9 @@ class CompareOptions:
     label_map: str | Path | None = None
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
     keep_models: bool = False
+    # keep the weights (not the checkpoints) of the runs on all the labels, so the best one
+    # can serve as the final model without training it again (``tunewise demo`` does)
+    keep_full_models: bool = False
     show_progress: bool = False
     quiet_runs: bool = True  # the runs' own epoch logs; the comparison prints one line per run
 
@@ -87,6 +90,16 @@ def run_key(recipe: str, fraction: float, seed: int) -> str:
         'finetune/f0.05/s2'
     """
     return f"{recipe}/f{fraction:g}/s{seed}"
+
+
+def run_dir(out: str | Path, key: str) -> Path:
+    """Where the run ``key`` of the comparison in ``out`` keeps its files.
+
+    Example:
+        >>> run_dir("runs/compare", run_key("scratch", 1.0, 0)).as_posix()
+        'runs/compare/runs/scratch_f1_s0'
+    """
+    return Path(out) / "runs" / key.replace("/", "_")
 
 
 def load_results(out: str | Path) -> dict | None:
@@ -227,7 +240,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "recipe_name": name,
             "recipe": recipes[name].model_dump(mode="json") if name in recipes else None,
             "data": str(opts.data),
-            "run_dir": str(out / "runs" / key.replace("/", "_")),
+            "run_dir": str(run_dir(out, key)),
             "pretrained": pretrained,
             "seed": seed,
             "split_seed": opts.split_seed,
@@ -238,6 +251,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "label_map": str(opts.label_map) if opts.label_map else None,
             "normalizer": opts.normalizer.to_dict(),
             "keep_models": opts.keep_models,
+            "keep_weights": opts.keep_models or (opts.keep_full_models and fraction >= 1.0),
             "show_progress": opts.show_progress,
             "quiet": opts.quiet_runs,
         }

@@ -72,8 +72,9 @@ def run_neural(job: dict) -> dict:
     if not job["keep_models"]:
         # the figures are what a comparison keeps; 36 copies of an encoder are not
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        for weights in run_dir.glob("*.safetensors"):
-            weights.unlink()
+        if not job.get("keep_weights", False):
+            for weights in run_dir.glob("*.safetensors"):
+                weights.unlink()
     fit = outcome.fit
     return {
         "train_size": len(outcome.data.splits["train"]),
