@@ -298,3 +298,33 @@ def test_a_changed_recipe_is_not_mixed_into_finished_runs(compared, small_data):
     out, _, _ = compared
     with pytest.raises(CompareError, match="recipe 'scratch' differs from the one its 4 finished runs"):
         run_comparison(_options(small_data, out, epochs=3))
+
+
+def test_an_unfinished_run_with_other_settings_is_moved_aside_not_resumed(small_data, tmp_path):
+    """A run directory holding an unfinished run of a different recipe (e.g. left by an earlier
+    comparison into the same --out) cannot be continued: the run starts afresh and the old
+    directory is kept beside it, checkpoints and all."""
+    from tunewise.training.checkpoint import latest_checkpoint
+    from tunewise.training.run import TrainOptions, train_model
+
+    out = tmp_path / "cmp"
+    stale = out / "runs" / "scratch_f1_s0"
+    train_model(
+        TrainOptions(
+            data=small_data,
+            recipe=load_recipe("scratch").with_epochs(1),  # the comparison below runs 2 epochs
+            out=stale,
+            seed=0,
+            split=(0.6, 0.2, 0.2),
+            show_progress=False,
+            log_with=None,
+        ),
+    )
+    assert latest_checkpoint(stale / "checkpoints") is not None
+
+    options = _options(small_data, out, recipes=["scratch"], fractions=[1.0], seeds=1, baseline=False)
+    (run,) = run_comparison(options)["runs"]
+    moved = Path(run["set_aside"])
+    assert moved == stale.with_name("scratch_f1_s0.stale-1")
+    assert latest_checkpoint(moved / "checkpoints") is not None  # nothing of it was lost
+    assert run["resumed_from"] is None and run["epochs_run"] == 2

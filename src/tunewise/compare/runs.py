@@ -274,6 +274,8 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         results["runs"].append(record)
         write_json_atomic(out / RESULTS_FILE, results)
         resumed = f" · resumed from {record['resumed_from']}" if record.get("resumed_from") else ""
+        if record.get("set_aside"):
+            resumed += f" · an unfinished run with other settings was moved to {record['set_aside']}"
         console.print(
             f"    test macro-F1 {record['test_macro_f1']:.4f} · accuracy {record['test_accuracy']:.4f} · "
             f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB{resumed}"

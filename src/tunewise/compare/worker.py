@@ -36,31 +36,43 @@ def run_neural(job: dict) -> dict:
     from tunewise.evaluation import evaluate_model
     from tunewise.recipes.schema import Recipe
     from tunewise.training.checkpoint import latest_checkpoint
-    from tunewise.training.run import TrainOptions, train_model
+    from tunewise.training.run import ResumeMismatch, TrainOptions, train_model
 
     console = Console(stderr=True, soft_wrap=True, quiet=job["quiet"])
     run_dir = Path(job["run_dir"])
     recipe = Recipe.model_validate(job["recipe"])
-    outcome = train_model(
-        TrainOptions(
-            data=job["data"],
-            recipe=recipe,
-            out=run_dir,
-            pretrained=job["pretrained"],
-            seed=job["seed"],
-            split_seed=job["split_seed"],
-            resume=latest_checkpoint(run_dir / "checkpoints") is not None,
-            label_fraction=job["fraction"],
-            split=tuple(job["split"]),
-            text_column=job["text_column"],
-            label_column=job["label_column"],
-            label_map=job["label_map"],
-            normalizer=NormalizerConfig(**job["normalizer"]),
-            show_progress=job["show_progress"],
-            log_with=None,
-        ),
-        console=console,
-    )
+
+    def train(resume: bool):
+        return train_model(
+            TrainOptions(
+                data=job["data"],
+                recipe=recipe,
+                out=run_dir,
+                pretrained=job["pretrained"],
+                seed=job["seed"],
+                split_seed=job["split_seed"],
+                resume=resume,
+                label_fraction=job["fraction"],
+                split=tuple(job["split"]),
+                text_column=job["text_column"],
+                label_column=job["label_column"],
+                label_map=job["label_map"],
+                normalizer=NormalizerConfig(**job["normalizer"]),
+                show_progress=job["show_progress"],
+                log_with=None,
+            ),
+            console=console,
+        )
+
+    set_aside = None
+    try:
+        outcome = train(resume=latest_checkpoint(run_dir / "checkpoints") is not None)
+    except ResumeMismatch:
+        # an unfinished run left by a comparison with other settings (the comparison's own
+        # results.json already matched, so this run is not one of its finished ones): it
+        # cannot be continued, and it is not deleted either, only moved out of the way
+        set_aside = _set_aside(run_dir)
+        outcome = train(resume=False)
     metrics = evaluate_model(
         run_dir,
         job["data"],
@@ -91,9 +103,19 @@ def run_neural(job: dict) -> dict:
         "total_params": fit.total_params,
         "stages": fit.stages,
         "resumed_from": fit.resumed_from,  # a run killed mid-way continued from its checkpoint
+        "set_aside": set_aside,  # where an incompatible unfinished run in run_dir was moved
         "weights_source": _weights_source(run_dir),
         "history": fit.history,
     }
+
+
+def _set_aside(run_dir: Path) -> str:
+    """Rename ``run_dir`` to the first free ``<name>.stale-N`` beside it; returns the new path."""
+    n = 1
+    while (target := run_dir.with_name(f"{run_dir.name}.stale-{n}")).exists():
+        n += 1
+    run_dir.rename(target)
+    return str(target)
 
 
 def _weights_source(run_dir: Path) -> str | None:

@@ -30,6 +30,12 @@ from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
 from tunewise.training.loop import FitResult, TextSplit, fit_classifier
 
 RUN_FILE = "run.json"
+
+
+class ResumeMismatch(DataError):
+    """``resume`` found a directory written by a run with other data, split, seed or recipe."""
+
+
 SPLIT_FILE = "split.json"
 
 
@@ -123,7 +129,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
     if opts.resume and run_file.is_file():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
         if previous.get("fingerprint") != fingerprint:
-            raise DataError(
+            raise ResumeMismatch(
                 f"{out}: cannot resume: the data, split, seed or recipe differ from the run that "
                 "wrote this directory. Use a new --out, or the same arguments."
             )
