@@ -148,6 +148,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
         ]
 
     assert without_timing(killed) == without_timing(reference)
+    # the training time counts the epochs before the kill too, not only those after the resume
+    history = json.loads((killed / "history.json").read_text())
+    elapsed = load_checkpoint(latest_checkpoint(killed / "checkpoints")).state.elapsed_s
+    assert elapsed >= sum(h["seconds"] for h in history)
 
 
 def test_a_flat_metric_with_falling_loss_is_progress() -> None:

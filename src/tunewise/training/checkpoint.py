@@ -39,6 +39,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     trainable: list[str] = field(default_factory=list)
     stage_done: bool = False  # the stage ended early (early stopping)
+    elapsed_s: float = 0.0  # wall time up to this checkpoint, summed over resumptions
 
     def to_dict(self) -> dict:
         return dict(vars(self))

@@ -149,6 +149,7 @@ def fit(
             console.print(f"resuming from {resumed_from}")
     if ckpt is None:
         apply_initial_freeze(model, recipe)
+    elapsed_before = state.elapsed_s
 
     if log_with and accelerator.is_main_process:
         accelerator.init_trackers("tunewise", config=_flat_config(recipe, seed))
@@ -260,6 +261,7 @@ def fit(
                 # checkpoint already points at the next stage, so a resume starts it fresh
                 state.stage, state.stage_epoch, state.stage_done = stage_index + 1, 0, False
                 state.epochs_without_improvement = 0
+            state.elapsed_s = elapsed_before + time.perf_counter() - started
             if accelerator.is_main_process:
                 save_checkpoint(
                     ckpt_dir, accelerator.unwrap_model(model), optimizer, schedule.state_dict(), state
@@ -279,7 +281,8 @@ def fit(
         best_epoch=state.best_epoch or 0,
         epochs_run=state.epoch,
         history=state.history,
-        wall_time_s=time.perf_counter() - started,
+        # a resumed run reports its whole training time, not only the part after the resume
+        wall_time_s=elapsed_before + time.perf_counter() - started,
         trainable_params=n_train,
         total_params=n_total,
         resumed_from=resumed_from,
