@@ -8,7 +8,8 @@ split; figures are on the test split, which no choice looks at.
     python bench/learning_curve.py --data ../shared/data/telecom_fraud_5 \\
         --label-map examples/telecom_fraud_5.labels.yaml --out runs/bench-learning-curve
 
-Resumable (rerun the same command). Writes the comparison's results.json, report.md,
+Resumable (rerun the same command); --report-only writes the report from the runs finished
+so far without running any. Writes the comparison's results.json, report.md,
 report.html and plots into --out, and with --save copies results.json and the learning
 curve into bench/results/ for BENCHMARKS.md.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tunewise.compare import CompareOptions, print_comparison, run_comparison, write_report
+from tunewise.compare import CompareOptions, load_results, print_comparison, run_comparison, write_report
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", help="the labelled data (required unless --report-only)")
     parser.add_argument("--label-map")
     parser.add_argument("--recipes", nargs="+", default=["scratch", "finetune-small"])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.2, 1.0])
@@ -39,22 +40,35 @@ def main() -> None:
     parser.add_argument("--pretrained", help="encoder for the fine-tuning recipes (default: bundled)")
     parser.add_argument("--out", default="runs/bench-learning-curve")
     parser.add_argument("--save", action="store_true", help="copy results and plot into bench/results/")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the report (and with --save copy it) from the runs finished so far",
+    )
     args = parser.parse_args()
 
+    if not args.data and not args.report_only:
+        parser.error("--data is required")
     console = Console(stderr=True, soft_wrap=True)
-    results = run_comparison(
-        CompareOptions(
-            data=args.data,
-            out=args.out,
-            recipes=args.recipes,
-            fractions=args.fractions,
-            seeds=args.seeds,
-            pretrained=args.pretrained,
-            max_length=args.max_length,
-            label_map=args.label_map,
-        ),
-        console=console,
-    )
+    if args.report_only:
+        results = load_results(args.out)
+        if results is None or not results["runs"]:
+            raise SystemExit(f"{args.out}: no finished runs to report")
+        console.print(f"{len(results['runs'])} finished runs in {args.out}")
+    else:
+        results = run_comparison(
+            CompareOptions(
+                data=args.data,
+                out=args.out,
+                recipes=args.recipes,
+                fractions=args.fractions,
+                seeds=args.seeds,
+                pretrained=args.pretrained,
+                max_length=args.max_length,
+                label_map=args.label_map,
+            ),
+            console=console,
+        )
     command = "python bench/learning_curve.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("data", args.data), ("label_map", args.label_map)) if v
     )

@@ -71,6 +71,12 @@ def test_learning_curve_bench_runs_compare(tmp_path: Path, tiny_bert_dir: Path) 
     assert results["recipes"]["scratch"]["model"]["max_length"] == 32
     assert (out / "report.md").is_file() and "test macro-F1" in done.stdout
 
+    # --report-only rewrites the report from what finished, running nothing (no --data needed)
+    (out / "report.md").unlink()
+    again = run_bench("learning_curve.py", "--out", str(out), "--report-only")
+    assert (out / "report.md").is_file() and "3 finished runs" in again.stderr
+    assert json.loads((out / "results.json").read_text()) == results
+
 
 def test_inference_bench_times_every_path_and_the_service(
     tmp_path: Path, bert_model: tuple[Path, Path]
