@@ -38,7 +38,7 @@ EXAMPLE_MESSAGES = [
 
 @dataclass
 class DemoOptions:
-    """The demo's budget. The defaults fit in about 10 minutes on 2 CPU cores
+    """The demo's budget. The defaults take about 7 minutes on 2 CPU cores
     (``BENCHMARKS.md`` has the measured time); tests shrink them."""
 
     out: str | Path = "runs/demo"
