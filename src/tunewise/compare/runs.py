@@ -250,7 +250,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "label_column": opts.label_column,
             "label_map": str(opts.label_map) if opts.label_map else None,
             "normalizer": opts.normalizer.to_dict(),
-            "keep_models": opts.keep_models,
+            "keep_checkpoints": opts.keep_models,
             "keep_weights": opts.keep_models or (opts.keep_full_models and fraction >= 1.0),
             "show_progress": opts.show_progress,
             "quiet": opts.quiet_runs,

@@ -81,12 +81,12 @@ def run_neural(job: dict) -> dict:
         label_column=job["label_column"],
         label_map=job["label_map"],
     )
-    if not job["keep_models"]:
-        # the figures are what a comparison keeps; 36 copies of an encoder are not
+    # the figures are what a comparison keeps; 36 copies of an encoder are not
+    if not job["keep_checkpoints"]:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        if not job.get("keep_weights", False):
-            for weights in run_dir.glob("*.safetensors"):
-                weights.unlink()
+    if not job["keep_weights"]:
+        for weights in run_dir.glob("*.safetensors"):
+            weights.unlink()
     fit = outcome.fit
     return {
         "train_size": len(outcome.data.splits["train"]),

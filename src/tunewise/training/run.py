@@ -30,13 +30,11 @@ from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
 from tunewise.training.loop import FitResult, TextSplit, fit_classifier
 
 RUN_FILE = "run.json"
+SPLIT_FILE = "split.json"
 
 
 class ResumeMismatch(DataError):
     """``resume`` found a directory written by a run with other data, split, seed or recipe."""
-
-
-SPLIT_FILE = "split.json"
 
 
 @dataclass
