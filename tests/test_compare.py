@@ -18,6 +18,7 @@ from tunewise.compare.runs import RESULTS_FILE
 from tunewise.compare.summary import verdict
 from tunewise.recipes.schema import load_recipe
 from tunewise.samples import sample_sms_path
+from tunewise.training.checkpoint import latest_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_cli_compare_with_percent_fractions(small_data, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tunewise", "compare", "--data", str(small_data), "--out", str(out)]
         + ["--recipes", "scratch", "--fractions", "50%,100%", "--seeds", "1", "--epochs", "1"]
-        + ["--split", "0.6,0.2,0.2", "--no-baseline"],
+        + ["--split", "0.6,0.2,0.2", "--no-baseline", "--keep-models"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -170,6 +171,10 @@ def test_cli_compare_with_percent_fractions(small_data, tmp_path):
     assert [r["recipe"] for r in results["runs"]] == ["scratch", "scratch"]
     assert "test macro-F1" in proc.stdout
     assert (out / "report.html").is_file()
+    # --keep-models: every run keeps its final weights and its resumable checkpoints
+    for key in ("scratch_f0.5_s0", "scratch_f1_s0"):
+        assert (out / "runs" / key / "model.safetensors").is_file()
+        assert latest_checkpoint(out / "runs" / key / "checkpoints") is not None
     bad = subprocess.run(
         [sys.executable, "-m", "tunewise", "compare", "--data", str(small_data), "--out", str(out)]
         + ["--fractions", "abc"],
@@ -271,8 +276,6 @@ def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     import signal
     import time
 
-    from tunewise.training.checkpoint import latest_checkpoint
-
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "tunewise", "compare", "--data", str(small_data), "--out", str(out)]
     cmd += ["--recipes", "finetune-small", "--no-baseline", "--fractions", "1", "--seeds", "1"]
@@ -304,7 +307,6 @@ def test_an_unfinished_run_with_other_settings_is_moved_aside_not_resumed(small_
     """A run directory holding an unfinished run of a different recipe (e.g. left by an earlier
     comparison into the same --out) cannot be continued: the run starts afresh and the old
     directory is kept beside it, checkpoints and all."""
-    from tunewise.training.checkpoint import latest_checkpoint
     from tunewise.training.run import TrainOptions, train_model
 
     out = tmp_path / "cmp"
