@@ -209,15 +209,18 @@ def main() -> None:
     if not texts:
         raise SystemExit("no messages to time: give --eval FILE")
 
-    # like for like: the pipeline truncates long texts, so these paths do too; the last row
-    # is the default (overlapping windows averaged), which scores every token of long texts
+    # like for like: the pipeline truncates long texts, and so does tunewise by default; the
+    # last row is the opt-in `--long-text window` (overlapping windows averaged), which reads
+    # every token of long texts
     common = {"batch_size": 64, "long_text": "truncate"}
     torch_predictor = Predictor(model, backend="torch", **common)
     fp32 = Predictor(export_dir, backend="onnx", threads=args.threads, **common)
     int8 = Predictor(export_dir, backend="onnx", quantized=True, threads=args.threads, **common)
     fp32_plain = Predictor(plain_dir, backend="onnx", threads=args.threads, **common)
     int8_plain = Predictor(plain_dir, backend="onnx", quantized=True, threads=args.threads, **common)
-    int8_windows = Predictor(export_dir, backend="onnx", quantized=True, threads=args.threads, batch_size=64)
+    int8_windows = Predictor(
+        export_dir, backend="onnx", quantized=True, threads=args.threads, batch_size=64, long_text="window"
+    )
     hf = pipeline("text-classification", model=str(model), tokenizer=str(model), device=-1, top_k=None)
     max_length = torch_predictor.window + len(torch_predictor.prefix) + len(torch_predictor.suffix)
 

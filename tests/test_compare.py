@@ -75,6 +75,8 @@ def test_every_recipe_fraction_and_seed_runs_on_one_split(compared):
         for s in (0, 1):
             sizes = {r["train_size"] for r in runs if r["fraction"] == f and r["seed"] == s}
             assert sizes == {30 if f == 0.5 else 60}
+    # neural runs score test texts as training scored dev (over-long ones truncated)
+    assert all(r["test_long_text"] == "truncate" for r in runs if r["recipe"] != "tfidf-svm")
     ft = [r for r in runs if r["recipe"] == "finetune-small"]
     assert all(r["weights_source"].endswith("tunewise-mini-zh") for r in ft)
     # the frozen head stage trains far fewer parameters than the full stage

@@ -60,8 +60,8 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
         assert logits.shape == (batch, len(Predictor(out).labels))
 
     # the export is a model directory of its own: labels, normaliser and windows come along
-    torch_side = Predictor(model_dir)
-    onnx_side = Predictor(out)
+    torch_side = Predictor(model_dir, long_text="window")
+    onnx_side = Predictor(out, long_text="window")
     assert onnx_side.backend == "onnx" and torch_side.backend == "torch"
     texts = [t for t, _ in make_messages(5, seed=3)] + ["很长的短信" * 200]
     a, b = torch_side.predict(texts), onnx_side.predict(texts)

@@ -185,10 +185,10 @@ def evaluate(
     label_map: Path | None = typer.Option(None, "--label-map"),
     batch_size: int = typer.Option(64, "--batch-size"),
     long_text: str = typer.Option(
-        "window",
+        "truncate",
         "--long-text",
-        help="Texts over the model's limit: 'window' (as predict does) "
-        "or 'truncate' (as the dev scores during training).",
+        help="Texts over the model's limit: 'truncate' (as training scores dev; the default, "
+        "and what predict does) or 'window' (average overlapping windows).",
     ),
 ) -> None:
     """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG."""
@@ -238,9 +238,10 @@ def predict(
     ),
     text_column: str | None = typer.Option(None, "--text-column"),
     long_text: str = typer.Option(
-        "window",
+        "truncate",
         "--long-text",
-        help="Texts over the model's limit: 'window' (average sliding windows) or 'truncate'.",
+        help="Texts over the model's limit: 'truncate' (keep the first max-length tokens, as in "
+        "training; the default) or 'window' (average overlapping windows).",
     ),
     batch_size: int = typer.Option(64, "--batch-size"),
     backend: str = typer.Option(

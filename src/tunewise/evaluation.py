@@ -103,7 +103,7 @@ def evaluate_model(
     label_column: str | None = None,
     label_map: str | Path | None = None,
     batch_size: int = 64,
-    long_text: LongText = "window",
+    long_text: LongText = "truncate",
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Evaluate ``model_dir`` on ``data``; write ``metrics.json`` + ``confusion_matrix.png``.

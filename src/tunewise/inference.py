@@ -1,5 +1,11 @@
 """Prediction with a trained model directory: normalise exactly as in training, batch by
-length, and handle texts longer than the model's limit with sliding windows.
+length, and handle texts longer than the model's limit.
+
+Over-long texts are truncated to the first ``max_length`` tokens by default, exactly as
+training scored its dev split, so a model's reported figures are what it delivers. Averaging
+overlapping windows (``long_text="window"``) is available but measured worse: a model that
+only ever saw message openings misreads their middles (scratch TextCNN on
+telecom_fraud_5, 128 tokens: dev macro-F1 0.980 truncated vs 0.908 windowed).
 """
 
 from __future__ import annotations
@@ -147,7 +153,7 @@ class Predictor:
         model_dir: str | Path | LoadedModel,
         *,
         batch_size: int = 64,
-        long_text: LongText = "window",
+        long_text: LongText = "truncate",
         device: str | None = None,
         backend: Backend = "auto",
         quantized: bool = False,
