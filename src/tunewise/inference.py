@@ -220,7 +220,7 @@ class Predictor:
     def encode(self, texts: list[str]) -> Encoded:
         """Normalise and tokenize ``texts`` and cut long ones into model-sized pieces."""
         normalized = self.normalizer.batch(texts)
-        with quiet_transformers():  # over-long texts are expected here: they get windows
+        with quiet_transformers():  # over-long texts are expected here: truncated or windowed below
             ids_per_text = self.tokenizer(normalized, add_special_tokens=False, truncation=False)["input_ids"]
         encoded = Encoded(texts=list(texts), tokens=[len(ids) for ids in ids_per_text])
         for i, ids in enumerate(ids_per_text):
