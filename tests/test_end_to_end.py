@@ -175,6 +175,10 @@ def test_cli_errors_are_one_clear_line(finetuned: tuple[Path, Path], tmp_path: P
             "no config.json",
         ),
         (["evaluate", "--model", str(tmp_path), "--data", str(data)], "not a model directory"),
+        (
+            ["evaluate", "--model", str(out), "--data", str(data), "--long-text", "middle"],
+            "--long-text must be",
+        ),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

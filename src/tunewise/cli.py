@@ -61,6 +61,22 @@ def main(
     hf_logging.disable_progress_bar()
 
 
+def _long_text_option():
+    """``--long-text`` for evaluate and predict. The default is
+    ``tunewise.inference.DEFAULT_LONG_TEXT`` (not imported here: that module loads torch)."""
+    return typer.Option(
+        "truncate",
+        "--long-text",
+        help="Texts over the model's limit: 'truncate' (keep the first max-length tokens, as "
+        "training scores dev; the default) or 'window' (average overlapping windows).",
+    )
+
+
+def _check_long_text(long_text: str) -> None:
+    if long_text not in ("window", "truncate"):
+        _fail(f"--long-text must be 'window' or 'truncate', got {long_text!r}")
+
+
 def _parse_split(split: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in split.split(","))
@@ -184,18 +200,14 @@ def evaluate(
     label_column: str | None = typer.Option(None, "--label-column"),
     label_map: Path | None = typer.Option(None, "--label-map"),
     batch_size: int = typer.Option(64, "--batch-size"),
-    long_text: str = typer.Option(
-        "truncate",
-        "--long-text",
-        help="Texts over the model's limit: 'truncate' (as training scores dev; the default, "
-        "and what predict does) or 'window' (average overlapping windows).",
-    ),
+    long_text: str = _long_text_option(),
 ) -> None:
     """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG."""
     from tunewise.evaluation import evaluate_model
 
     if split not in ("auto", "all", "train", "dev", "test"):
         _fail(f"--split must be auto, all, train, dev or test; got {split!r}")
+    _check_long_text(long_text)
     try:
         metrics = evaluate_model(
             model,
@@ -237,12 +249,7 @@ def predict(
         None, "--output", help="Where to write predictions: .csv or .jsonl."
     ),
     text_column: str | None = typer.Option(None, "--text-column"),
-    long_text: str = typer.Option(
-        "truncate",
-        "--long-text",
-        help="Texts over the model's limit: 'truncate' (keep the first max-length tokens, as in "
-        "training; the default) or 'window' (average overlapping windows).",
-    ),
+    long_text: str = _long_text_option(),
     batch_size: int = typer.Option(64, "--batch-size"),
     backend: str = typer.Option(
         "auto", "--backend", help="torch, onnx (an export's model.onnx), or auto (weights if present)."
@@ -265,8 +272,7 @@ def predict(
         _fail("--input needs --output FILE (.csv or .jsonl)")
     if output_file is not None and output_file.suffix.lower() not in (".csv", ".jsonl"):
         _fail(f"--output must end in .csv or .jsonl, got {output_file.name!r}")
-    if long_text not in ("window", "truncate"):
-        _fail(f"--long-text must be 'window' or 'truncate', got {long_text!r}")
+    _check_long_text(long_text)
     if backend not in ("auto", "torch", "onnx"):
         _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
     try:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from tunewise.data.loading import DataError, load_data
 from tunewise.data.split import text_key
-from tunewise.inference import LongText, Predictor
+from tunewise.inference import DEFAULT_LONG_TEXT, LongText, Predictor
 from tunewise.metrics import classification_metrics
 from tunewise.training.checkpoint import write_json_atomic
 from tunewise.training.run import SPLIT_FILE
@@ -103,7 +103,7 @@ def evaluate_model(
     label_column: str | None = None,
     label_map: str | Path | None = None,
     batch_size: int = 64,
-    long_text: LongText = "truncate",
+    long_text: LongText = DEFAULT_LONG_TEXT,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Evaluate ``model_dir`` on ``data``; write ``metrics.json`` + ``confusion_matrix.png``.

@@ -24,6 +24,7 @@ from tunewise.models.tokenization import quiet_transformers
 from tunewise.threshold import find_normal_label, load_threshold
 
 LongText = Literal["window", "truncate"]
+DEFAULT_LONG_TEXT: LongText = "truncate"  # as training scores dev; see the module docstring
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class Predictor:
         model_dir: str | Path | LoadedModel,
         *,
         batch_size: int = 64,
-        long_text: LongText = "truncate",
+        long_text: LongText = DEFAULT_LONG_TEXT,
         device: str | None = None,
         backend: Backend = "auto",
         quantized: bool = False,
