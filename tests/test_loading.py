@@ -25,6 +25,9 @@ CSV_TEXT = "content,label\n" + "".join(f"{t},{lab}\n" for t, lab in ROWS)
         ("gb18030", "gb18030"),
         ("gbk", "gb18030"),
         ("utf-16", "utf-16"),
+        # no byte-order mark: recognised by the NUL bytes of its ASCII (header, commas)
+        ("utf-16-le", "utf-16-le"),
+        ("utf-16-be", "utf-16-be"),
     ],
 )
 def test_every_encoding_reads_the_same_rows(tmp_path: Path, encoding: str, expected: str) -> None:
@@ -48,6 +51,15 @@ def test_every_encoding_reads_the_same_rows(tmp_path: Path, encoding: str, expec
 )
 def test_short_chinese_files_are_not_misdetected(text: str, encoding: str) -> None:
     assert decode_bytes(text.encode(encoding)) == (text, encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_an_ascii_only_utf16_file_without_a_bom_is_not_read_as_utf8(tmp_path: Path, encoding: str) -> None:
+    # every byte of it is valid UTF-8, so a UTF-8-first reader sees "t\x00e\x00x\x00t"
+    path = tmp_path / "sms.csv"
+    path.write_bytes("text,label\nWin a prize: bit.ly/x,fraud\nSee you at 6,normal\n".encode(encoding))
+    result = load_file(path)
+    assert [e.text for e in result.examples] == ["Win a prize: bit.ly/x", "See you at 6"]
 
 
 def test_undecodable_bytes_name_the_file() -> None:

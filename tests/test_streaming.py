@@ -61,6 +61,17 @@ def test_a_large_gb18030_file_is_streamed_across_the_sniffed_block(tmp_path):
     assert rest == rows[1:]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8"])
+def test_a_large_file_is_sniffed_whatever_character_the_first_mib_ends_in(tmp_path, encoding):
+    # 上 is U+4E0A: in UTF-16-LE its first byte is a newline byte, and the first MiB of a
+    # UTF-16 file may end between the two bytes of a character
+    rows = [f"第{i}条：上{'个' * (i % 7)}月账单已出" for i in range(50_000)]
+    path = tmp_path / "big.csv"
+    path.write_bytes(("text\n" + "\n".join(rows) + "\n").encode(encoding))
+    assert path.stat().st_size > SNIFF_BYTES
+    assert [r.text for r in stream_file(path)] == rows
+
+
 def test_a_file_that_changes_encoding_after_the_first_mib_is_a_clear_error(tmp_path):
     path = tmp_path / "mixed.txt"
     head = ("好的短信内容\n" * (SNIFF_BYTES // 18 + 10)).encode("utf-8")

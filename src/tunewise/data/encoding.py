@@ -34,8 +34,11 @@ class DecodedFile:
     encoding: str
 
 
-def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
+def decode_bytes(data: bytes, source: str = "<bytes>", partial: bool = False) -> tuple[str, str]:
     """Decode ``data`` and return ``(text, encoding_name)``.
+
+    ``partial=True`` says ``data`` is the head of a longer file and may end inside a
+    character; that last character is then dropped instead of failing the decode.
 
     Example:
         >>> decode_bytes("诈骗短信".encode("gb18030"))[1]
@@ -46,11 +49,14 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
         ('你好', 'utf-8-sig')
     """
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8-sig"
+        return _decode(data[len(codecs.BOM_UTF8) :], "utf-8", partial), "utf-8-sig"
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16"), "utf-16"
+        return _decode(data, "utf-16", partial), "utf-16"
+    utf16 = _bomless_utf16(data, partial)
+    if utf16 is not None:
+        return utf16
     try:
-        return data.decode("utf-8"), "utf-8"
+        return _decode(data, "utf-8", partial), "utf-8"
     except UnicodeDecodeError as err:
         utf8_error = err
     # Statistical detection is unreliable on short Chinese text (a 4-character GBK file is
@@ -59,7 +65,7 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
     # ranges coincide with GB2312's, reads as Chinese; Korean SMS are out of scope.)
     for encoding, plausible in (("gb18030", _plausible_gb), ("big5", _plausible_big5)):
         try:
-            text = data.decode(encoding)
+            text = _decode(data, encoding, partial)
         except UnicodeDecodeError:
             continue
         if plausible(text):
@@ -73,12 +79,41 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> tuple[str, str]:
     family = best.encoding.lower().replace("-", "").replace("_", "")
     encoding = "gb18030" if family in _GB_FAMILY else best.encoding
     try:
-        return data.decode(encoding), encoding
+        return _decode(data, encoding, partial), encoding
     except UnicodeDecodeError as err:  # charset-normalizer guessed from a sample only
         raise EncodingError(
             f"{source}: looks like {encoding} but byte {err.start} does not decode; "
             "the file may mix encodings. Save it as UTF-8."
         ) from err
+
+
+def _decode(data: bytes, encoding: str, partial: bool) -> str:
+    if not partial:
+        return data.decode(encoding)
+    # an incremental decoder keeps an unfinished trailing character back instead of failing
+    return codecs.getincrementaldecoder(encoding)().decode(data, final=False)
+
+
+def _bomless_utf16(data: bytes, partial: bool = False) -> tuple[str, str] | None:
+    """UTF-16 without a byte-order mark, recognised by its NUL bytes.
+
+    ASCII (CSV headers, commas, digits, URLs) in UTF-16 has a NUL in every other byte,
+    and such bytes are valid UTF-8, so without this check a header ``text,label`` would be
+    read as ``t\\x00e\\x00x\\x00t...``. Text never contains NUL, so a file where NULs
+    sit almost only at odd (little-endian) or even (big-endian) offsets is UTF-16.
+    """
+    if len(data) < 4 or (len(data) % 2 and not partial) or b"\x00" not in data:
+        return None
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    pairs = len(data) // 2
+    for encoding, nuls, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        # (U+xx00 characters such as 一 put a few NULs on the other side)
+        if nuls >= 0.05 * pairs and other * 4 <= nuls:
+            try:
+                return _decode(data, encoding, partial), encoding
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _common_share(text: str, is_common) -> float:

@@ -418,10 +418,8 @@ def stream_file(
     path = Path(path)
     with path.open("rb") as f:
         head = f.read(SNIFF_BYTES)
-    if len(head) == SNIFF_BYTES:  # do not cut a character in two: stop at the last newline
-        cut = head.rfind(b"\n")
-        head = head[: cut + 1] if cut > 0 else head
-    _, encoding = decode_bytes(head, source=str(path))
+    # a full head may end inside a character (of any encoding, UTF-16 included)
+    _, encoding = decode_bytes(head, source=str(path), partial=len(head) == SNIFF_BYTES)
     sample = head[:65536].decode(encoding, errors="ignore")
     fmt = _detect_format(path, sample)
     source = str(path)
