@@ -101,3 +101,30 @@ def test_page_shows_service_errors(browser, scratch_model):
             and "limit is 20" in page.locator(".error").inner_text()
         )
         page.close()
+
+
+def test_api_docs_render_without_internet(browser, scratch_model):
+    # FastAPI's default /docs loads Swagger UI from a CDN: blank on an offline host, as here.
+    # Every request that leaves the loopback server is refused and recorded.
+    app = create_app(Predictor(scratch_model[1]))
+    with LiveServer(app) as url:
+        page = browser.new_page()
+        outside = []
+
+        def only_loopback(route):
+            if route.request.url.startswith(url):
+                route.continue_()
+            else:
+                outside.append((route.request.resource_type, route.request.url))
+                route.abort()
+
+        page.route("**/*", only_loopback)
+        page.goto(f"{url}/docs")
+        page.wait_for_selector("#operations-default-classify_v1_classify_post", timeout=15_000)
+        assert "tunewise" in page.locator(".info .title").inner_text()
+        page.goto(f"{url}/redoc")
+        page.wait_for_function("document.body.textContent.includes('/v1/classify')", timeout=15_000)
+        assert page.locator(".redoc-wrap").count() == 1
+        # the only outside fetch allowed is ReDoc's own "API docs by Redocly" logo image
+        assert [kind for kind, _ in outside if kind != "image"] == [], outside
+        page.close()

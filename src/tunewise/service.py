@@ -2,7 +2,8 @@
 
 Endpoints: ``POST /v1/classify`` (one or many texts -> label, class probabilities, fraud
 score, flag), ``GET /healthz``, ``GET /v1/model`` (labels, versions, recipe, threshold,
-limits), the OpenAPI schema at ``/openapi.json`` with docs at ``/docs``, and the web page
+limits), the OpenAPI schema at ``/openapi.json`` with docs at ``/docs`` and ``/redoc``
+(served from local files, so they work offline), and the web page
 at ``/``. Every request is bounded — body bytes, texts per request, characters per text —
 and anything malformed is a 4xx with a message that says what was wrong, never a 500.
 The server binds to 127.0.0.1 unless told otherwise; an API key is optional.
@@ -18,6 +19,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunewise import __version__
@@ -125,7 +127,9 @@ def create_app(
         yield
         batcher.close()
 
-    app = FastAPI(
+    # FastAPI's own /docs and /redoc load their scripts from a CDN, so they are blank on an
+    # intranet or offline host; FastAPIOffline serves the same pages from packaged files
+    app = FastAPIOffline(
         lifespan=lifespan,
         title="tunewise",
         version=__version__,
