@@ -94,7 +94,7 @@ def _decode(data: bytes, encoding: str, partial: bool) -> str:
     return codecs.getincrementaldecoder(encoding)().decode(data, final=False)
 
 
-def _bomless_utf16(data: bytes, partial: bool = False) -> tuple[str, str] | None:
+def _bomless_utf16(data: bytes, partial: bool) -> tuple[str, str] | None:
     """UTF-16 without a byte-order mark, recognised by its NUL bytes.
 
     ASCII (CSV headers, commas, digits, URLs) in UTF-16 has a NUL in every other byte,

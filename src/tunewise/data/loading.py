@@ -419,9 +419,8 @@ def stream_file(
     with path.open("rb") as f:
         head = f.read(SNIFF_BYTES)
     # a full head may end inside a character (of any encoding, UTF-16 included)
-    _, encoding = decode_bytes(head, source=str(path), partial=len(head) == SNIFF_BYTES)
-    sample = head[:65536].decode(encoding, errors="ignore")
-    fmt = _detect_format(path, sample)
+    head_text, encoding = decode_bytes(head, source=str(path), partial=len(head) == SNIFF_BYTES)
+    fmt = _detect_format(path, head_text[:65536])
     source = str(path)
     with path.open(encoding=encoding, newline="" if fmt in ("csv", "tsv") else None) as stream:
         try:
