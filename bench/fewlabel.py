@@ -85,8 +85,12 @@ def macro_f1(model: nn.Module, tokenizer, split: TextSplit, recipe: Recipe, labe
         ),
         collate_fn=Collator(tokenizer, recipe.model.max_length),
     )
-    task = ClassificationTask(nn.CrossEntropyLoss(), labels)
-    return float(task.evaluate(Accelerator(cpu=True), model, loader)["macro_f1"])
+    # fit() already set up this process's accelerator (a GPU when there is one): evaluate
+    # there, on the device the model was left on; Accelerator(cpu=True) would clash with it
+    accelerator = Accelerator()
+    task = ClassificationTask(nn.CrossEntropyLoss(), labels).to(accelerator.device)
+    model = model.to(accelerator.device)
+    return float(task.evaluate(accelerator, model, accelerator.prepare(loader))["macro_f1"])
 
 
 def tfidf_svm(train: TextSplit, validation: TextSplit, dev: TextSplit) -> tuple[float, float]:

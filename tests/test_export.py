@@ -19,6 +19,17 @@ from tunewise.models.build import ModelError
 from .conftest import make_messages
 
 
+def assert_same_predictions(a: list, b: list) -> None:
+    """Probabilities within the fp32 tolerance; labels equal except on a near-tie, which
+    another summation order (backend, thread count) may legitimately swap."""
+    for pa, pb in zip(a, b, strict=True):
+        for label in pa.probabilities:
+            assert abs(pa.probabilities[label] - pb.probabilities[label]) <= FP32_TOLERANCE, label
+        if pa.label != pb.label:
+            top_two = sorted(pa.probabilities.values())[-2:]
+            assert top_two[1] - top_two[0] <= 2 * FP32_TOLERANCE, (pa, pb)
+
+
 @pytest.fixture(scope="module")
 def data(bert_model: tuple[Path, Path]) -> Path:
     return bert_model[0]
@@ -65,17 +76,15 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
     assert onnx_side.backend == "onnx" and torch_side.backend == "torch"
     texts = [t for t, _ in make_messages(5, seed=3)] + ["很长的短信" * 200]
     a, b = torch_side.predict(texts), onnx_side.predict(texts)
-    assert [p.label for p in a] == [p.label for p in b]
+    assert_same_predictions(a, b)
     assert [p.handling for p in a] == [p.handling for p in b] and b[-1].handling.startswith("windows:")
-    for pa, pb in zip(a, b, strict=True):
-        for label in pa.probabilities:
-            assert abs(pa.probabilities[label] - pb.probabilities[label]) <= FP32_TOLERANCE
     int8 = Predictor(out, quantized=True).predict(texts)
     assert all(abs(sum(p.probabilities.values()) - 1) < 1e-6 for p in int8)
-    calm = Predictor(out, spin=False)  # what `serve` uses: no busy-waiting ORT threads
+    # what `serve` uses: no busy-waiting ORT threads; same long-text handling as `b`
+    calm = Predictor(out, spin=False, long_text="window")
     options = calm.scorer.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert [p.label for p in calm.predict(texts)] == [p.label for p in b]
+    assert_same_predictions(calm.predict(texts), b)
 
 
 def test_cli_export_and_predict_with_each_backend(bert_dir, tmp_path):
