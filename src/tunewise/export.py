@@ -156,22 +156,17 @@ def _quantize_int8(fp32: Path, int8: Path) -> None:
     # shape and existing shape differ"). The annotations are optional: drop them.
     model = onnx.load(str(fp32))
     del model.graph.value_info[:]
-    bare = int8.with_name(f".{int8.stem}.no-value-info.onnx")
-    onnx.save(model, str(bare))
-    try:
-        # MatMul weights only: quantising the embedding tables (Gather) too cost 0.52
-        # macro-F1 points on the telecom test split for no speed gain (BENCHMARKS.md)
-        with _quiet_exporters():
-            quantize_dynamic(
-                str(bare),
-                str(int8),
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=QUANTIZED_OPS,
-                # fused operators are outside ONNX shape inference: their outputs are float
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-    finally:
-        bare.unlink(missing_ok=True)
+    # MatMul weights only: quantising the embedding tables (Gather) too cost 0.52
+    # macro-F1 points on the telecom test split for no speed gain (BENCHMARKS.md)
+    with _quiet_exporters():
+        quantize_dynamic(
+            model,
+            str(int8),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=QUANTIZED_OPS,
+            # fused operators are outside ONNX shape inference: their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
 
 
 def export_onnx(
