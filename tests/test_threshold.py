@@ -119,3 +119,74 @@ def test_threshold_errors(trained, tmp_path):
     )
     assert split.exit_code == 2 and "--split must be" in split.stderr
     assert not (model / THRESHOLD_FILE).exists() or load_threshold(model) is not None
+
+
+@pytest.fixture(scope="module")
+def unnamed_normal(tmp_path_factory) -> tuple[Path, Path]:
+    """A model trained on labels as telecom_fraud_5 publishes them: the normal class is `0`."""
+    from tunewise.recipes import load_recipe
+    from tunewise.training.run import TrainOptions, train_model
+
+    rows = [("0" if lab == "normal" else lab, t) for t, lab in make_messages(30, seed=3)]
+    data = write_csv(tmp_path_factory.mktemp("unnamed") / "sms.csv", [(t, lab) for lab, t in rows])
+    out = tmp_path_factory.mktemp("unnamed-model")
+    recipe = load_recipe("scratch").with_epochs(1)
+    train_model(TrainOptions(data=data, recipe=recipe, out=out, show_progress=False, log_with=None))
+    return data, out
+
+
+def _predict_file(model: Path, tmp_path: Path, *extra: str) -> list[dict]:
+    source = write_csv(tmp_path / "in.csv", make_messages(2, seed=9))
+    out = tmp_path / "out.csv"
+    args = ["predict", "--model", str(model), "--input", str(source), "--output", str(out), *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with out.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_output_without_a_recognisable_normal_class(unnamed_normal, tmp_path):
+    """Labels `0`, `police`, `loan`: no fraud score column unless --normal-label names the class
+    (this crashed with a TypeError while writing the file)."""
+    _, model = unnamed_normal
+    rows = _predict_file(model, tmp_path)
+    assert rows and "fraud_score" not in rows[0] and {"p_0", "p_police", "p_loan"} <= set(rows[0])
+    named = _predict_file(model, tmp_path, "--normal-label", "0")
+    for row in named:
+        assert float(row["fraud_score"]) == pytest.approx(1 - float(row["p_0"]), abs=2e-6)
+    bad = CliRunner().invoke(app, ["predict", "--model", str(model), "--text", "你好", "--normal-label", "x"])
+    assert bad.exit_code == 2 and "--normal-label 'x' is not one of the labels" in bad.stderr
+    # the threshold command needs one, says so, and records the one it was given
+    data, _ = unnamed_normal
+    args = ["threshold", "--model", str(model), "--data", str(data), "--target-precision", "0.5"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "--normal-label" in refused.stderr
+
+
+def test_predict_output_with_a_normal_class(trained, tmp_path):
+    _, model = trained
+    rows = _predict_file(model, tmp_path, "--threshold", "0.5")
+    assert rows and {"fraud_score", "flagged"} <= set(rows[0])
+    for row in rows:
+        assert float(row["fraud_score"]) == pytest.approx(1 - float(row["p_normal"]), abs=2e-6)
+
+
+def test_normal_label_named_at_training_is_recorded(tmp_path):
+    from tunewise.recipes import load_recipe
+    from tunewise.training.run import TrainOptions, train_model
+
+    rows = [(t, "ok" if lab == "normal" else lab) for t, lab in make_messages(20, seed=4)]
+    data = write_csv(tmp_path / "sms.csv", rows)
+    recipe = load_recipe("scratch").with_epochs(1)
+    out = tmp_path / "m"
+    opts = TrainOptions(
+        data=data, recipe=recipe, out=out, show_progress=False, log_with=None, normal_label="ok"
+    )
+    train_model(opts)
+    assert json.loads((out / "tunewise.json").read_text(encoding="utf-8"))["normal_label"] == "ok"
+    (p,) = Predictor(out).predict(["您的验证码是123456"])
+    assert p.fraud_score == pytest.approx(1 - p.probabilities["ok"])
+    from tunewise.data.loading import DataError
+
+    with pytest.raises(DataError, match="not one of the labels"):
+        train_model(TrainOptions(data=data, recipe=recipe, out=tmp_path / "m2", normal_label="nope"))

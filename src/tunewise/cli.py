@@ -37,9 +37,18 @@ def _user_errors():
     from tunewise.data.loading import DataError
     from tunewise.models.build import ModelError
     from tunewise.recipes.schema import RecipeError
+    from tunewise.threshold import NormalLabelError
     from tunewise.training.freeze import FreezeError
 
-    return (DataError, EncodingError, ModelError, RecipeError, FreezeError, FileNotFoundError)
+    return (
+        DataError,
+        EncodingError,
+        ModelError,
+        RecipeError,
+        FreezeError,
+        NormalLabelError,
+        FileNotFoundError,
+    )
 
 
 def _version(value: bool) -> None:
@@ -69,6 +78,16 @@ def _long_text_option():
         "--long-text",
         help="Texts over the model's limit: 'truncate' (keep the first max-length tokens, as "
         "training scores dev; the default) or 'window' (average overlapping windows).",
+    )
+
+
+def _normal_label_option():
+    """``--normal-label``: which class means "not fraud", for the fraud score and threshold."""
+    return typer.Option(
+        None,
+        "--normal-label",
+        help="The class that means 'not fraud' (fraud score = 1 - P(normal)); default: the one the "
+        "model recorded at training, else a label named normal/正常/ham/….",
     )
 
 
@@ -127,6 +146,7 @@ def train(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow checkpoints that run their own code."
     ),
+    normal_label: str | None = _normal_label_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="Plain log lines, no progress bars."),
 ) -> None:
     """Train a classifier with a recipe; writes a Hugging Face model directory to --out."""
@@ -157,6 +177,7 @@ def train(
                 label_map=label_map,
                 normalizer=NormalizerConfig(to_simplified=to_simplified),
                 trust_remote_code=trust_remote_code,
+                normal_label=normal_label,
                 show_progress=not no_progress,
             ),
             console=err,
@@ -261,6 +282,7 @@ def predict(
         help="Flag messages whose fraud score (1 - P(normal)) reaches this; default: the model's "
         "threshold.json from `tunewise threshold`, if any.",
     ),
+    normal_label: str | None = _normal_label_option(),
 ) -> None:
     """Classify one text (--text) or a file (--input … --output …)."""
     from tunewise.data.loading import Problem, stream_data
@@ -283,6 +305,7 @@ def predict(
             backend=backend,  # type: ignore[arg-type]
             quantized=quantized,
             threshold=threshold,
+            normal_label=normal_label,
         )
         if text is not None:
             if not text.strip():
@@ -347,7 +370,8 @@ def _write_predictions(
                 f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
             else:
                 probs = [f"{r.probabilities[lab]:.6f}" for lab in labels]
-                extra = [f"{r.fraud_score:.6f}"] * score + [int(bool(r.flagged))] * flag
+                # built only when its column exists: a model without a normal class has no score
+                extra = ([f"{r.fraud_score:.6f}"] if score else []) + ([int(bool(r.flagged))] if flag else [])
                 writer.writerow([r.text, r.label, *probs, *extra, r.tokens, r.handling])
             written += 1
             windowed += r.handling != "full"
@@ -489,6 +513,7 @@ def serve(
     max_batch: int = typer.Option(
         128, "--max-batch", min=1, help="Most texts scored in one forward pass across concurrent requests."
     ),
+    normal_label: str | None = _normal_label_option(),
 ) -> None:
     """Serve the classifier over HTTP (POST /v1/classify, GET /healthz, /v1/model, /docs) with a
     web page at /."""
@@ -508,7 +533,13 @@ def serve(
         _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
     try:
         # no busy-waiting ONNX Runtime threads: the HTTP side shares the cores
-        predictor = Predictor(model, backend=backend, quantized=quantized, spin=False)  # type: ignore[arg-type]
+        predictor = Predictor(
+            model,
+            backend=backend,  # type: ignore[arg-type]
+            quantized=quantized,
+            spin=False,
+            normal_label=normal_label,
+        )
     except _user_errors() as e:
         _fail(str(e))
     app_ = create_app(
@@ -542,18 +573,19 @@ def threshold_cmd(
     label_column: str | None = typer.Option(None, "--label-column"),
     text_column: str | None = typer.Option(None, "--text-column"),
     label_map: Path | None = typer.Option(None, "--label-map"),
+    normal_label: str | None = _normal_label_option(),
 ) -> None:
     """Choose the fraud-score threshold that reaches --target-precision on held-out data;
     saved as threshold.json in the model directory and used by predict and serve."""
     from tunewise.data.loading import DataError
     from tunewise.evaluation import select_examples
     from tunewise.inference import Predictor
-    from tunewise.threshold import choose_threshold
+    from tunewise.threshold import choose_threshold, no_normal_class_message
 
     try:
-        predictor = Predictor(model)
+        predictor = Predictor(model, normal_label=normal_label)
         if predictor.normal_label is None:
-            _fail(f"the model's labels {predictor.labels} have no normal class; a fraud score needs one")
+            _fail(no_normal_class_message(predictor.labels))
         if split not in ("dev", "test", "all"):
             _fail(f"--split must be dev, test or all, got {split!r}")
         columns = {"text_column": text_column, "label_column": label_column, "label_map": label_map}
@@ -572,7 +604,7 @@ def threshold_cmd(
         choice = choose_threshold(scores, truth, target_precision)  # type: ignore[arg-type]
     except ValueError as e:  # DataError and friends are ValueErrors too: one clear line
         _fail(str(e))
-    choice.data, choice.selection = str(data), chosen.note
+    choice.data, choice.selection, choice.normal_label = str(data), chosen.note, predictor.normal_label
     path = choice.save(model)
     out.print(json.dumps(vars(choice), ensure_ascii=False))
     err.print(

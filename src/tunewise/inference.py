@@ -21,7 +21,7 @@ import torch
 from tunewise.data.normalize import SmsNormalizer
 from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
-from tunewise.threshold import find_normal_label, load_threshold
+from tunewise.threshold import load_threshold, no_normal_class_message, resolve_normal_label
 
 LongText = Literal["window", "truncate"]
 DEFAULT_LONG_TEXT: LongText = "truncate"  # as training scores dev; see the module docstring
@@ -161,6 +161,7 @@ class Predictor:
         threads: int | None = None,
         spin: bool = True,
         threshold: float | None = None,
+        normal_label: str | None = None,
     ) -> None:
         if long_text not in ("window", "truncate"):
             raise ValueError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
@@ -185,13 +186,21 @@ class Predictor:
                 self.scorer = TorchScorer(info.model, device)
         self.loaded = info
         self.backend = self.scorer.name
-        self.normal_label = find_normal_label(info.labels)
         # the fraud-score threshold: given, or chosen earlier by `tunewise threshold`
         stored = None if isinstance(model_dir, LoadedModel) else load_threshold(model_dir)
+        recorded = dict(info.meta)
+        if stored is not None and stored.normal_label and not recorded.get("normal_label"):
+            recorded["normal_label"] = stored.normal_label  # named when the threshold was chosen
+        try:
+            self.normal_label = resolve_normal_label(info.labels, normal_label, recorded)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         self.threshold_choice = stored
         self.threshold = threshold if threshold is not None else (stored.threshold if stored else None)
         if self.threshold is not None and self.normal_label is None:
-            raise ModelError(f"a fraud-score threshold needs a 'normal' class; the labels are {info.labels}")
+            raise ModelError(
+                "a fraud-score threshold needs a normal class: " + no_normal_class_message(info.labels)
+            )
         self.tokenizer = info.tokenizer
         self.labels = info.labels
         self.normalizer = SmsNormalizer(info.normalizer)

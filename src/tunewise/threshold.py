@@ -29,8 +29,12 @@ NORMAL_NAMES = (
 )
 
 
+class NormalLabelError(ValueError):
+    """The normal class asked for is not one of the model's labels."""
+
+
 def find_normal_label(labels: list[str]) -> str | None:
-    """The label that means "not fraud", if the label set has one.
+    """The label that means "not fraud", recognised by name, if the label set has one.
 
     Example:
         >>> find_normal_label(["fraud", "Normal"]), find_normal_label(["a", "b"])
@@ -38,6 +42,44 @@ def find_normal_label(labels: list[str]) -> str | None:
     """
     lowered = {label.lower(): label for label in labels}
     return next((lowered[n] for n in NORMAL_NAMES if n in lowered), None)
+
+
+def resolve_normal_label(labels: list[str], given: str | None = None, meta: dict | None = None) -> str | None:
+    """The one place that decides which class is "normal" (fraud score = 1 - P(normal)).
+
+    In order: the label the user named (``--normal-label``; it must be one of ``labels``),
+    then what the model directory recorded at training (``meta["normal_label"]``, which may
+    be ``None`` for "no normal class"), then a label recognised by name (``normal``, ``正常``,
+    ``ham``…). ``None`` means the model has no normal class: no fraud score, no threshold.
+
+    Example:
+        >>> resolve_normal_label(["0", "冒充客服服务"]), resolve_normal_label(["0", "冒充客服服务"], "0")
+        (None, '0')
+        >>> resolve_normal_label(["0", "x"], meta={"normal_label": "0"})
+        '0'
+        >>> resolve_normal_label(["a", "b"], "c")
+        Traceback (most recent call last):
+        ...
+        tunewise.threshold.NormalLabelError: --normal-label 'c' is not one of the labels ['a', 'b']
+    """
+    if given is not None:
+        if given not in labels:
+            raise NormalLabelError(f"--normal-label {given!r} is not one of the labels {labels}")
+        return given
+    if meta and "normal_label" in meta:
+        stored = meta["normal_label"]
+        if stored is not None and stored not in labels:
+            raise NormalLabelError(f"the recorded normal label {stored!r} is not one of the labels {labels}")
+        return stored
+    return find_normal_label(labels)
+
+
+def no_normal_class_message(labels: list[str]) -> str:
+    """What to tell a user whose model has no recognisable normal class."""
+    return (
+        f"the model's labels {labels} have no recognisable normal class, so there is no fraud score; "
+        "name it with --normal-label LABEL (e.g. --normal-label 0)"
+    )
 
 
 @dataclass
@@ -51,6 +93,7 @@ class ThresholdChoice:
     n: int
     data: str = ""
     selection: str = ""
+    normal_label: str | None = None  # the class the fraud score was computed against
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / THRESHOLD_FILE

@@ -26,6 +26,7 @@ from tunewise.data.prepare import PreparedData, prepare_data, subsample
 from tunewise.models.build import build_model, save_meta
 from tunewise.models.tokenization import save_tokenizer, unk_rate
 from tunewise.recipes.schema import Recipe
+from tunewise.threshold import resolve_normal_label
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
 from tunewise.training.loop import FitResult, TextSplit, fit_classifier
 
@@ -57,6 +58,8 @@ class TrainOptions:
     label_map: str | Path | None = None
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
     trust_remote_code: bool = False
+    # the class that means "not fraud" (fraud score = 1 - P(normal)); None: recognised by name
+    normal_label: str | None = None
     show_progress: bool = True
     log_with: str | None = "tensorboard"
 
@@ -114,6 +117,10 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         label_map=opts.label_map,
     )
     data.report.print(console)
+    try:
+        normal_label = resolve_normal_label(data.labels, opts.normal_label)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     if not data.splits["dev"]:
         raise DataError("the dev split is empty; give more data or a larger dev fraction")
     if opts.label_fraction < 1:
@@ -213,6 +220,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         {
             "tunewise_version": __version__,
             "labels": data.labels,
+            "normal_label": normal_label,
             "normalizer": opts.normalizer.to_dict(),
             "max_length": recipe.model.max_length,
             "head": recipe.model.head.model_dump(),
