@@ -16,9 +16,12 @@ from tunewise.compare import CompareError, CompareOptions, load_results, run_com
 from tunewise.compare.report import build_blocks, render_html
 from tunewise.compare.runs import RESULTS_FILE
 from tunewise.compare.summary import verdict
+from tunewise.ood import TestSet
 from tunewise.recipes.schema import load_recipe
 from tunewise.samples import sample_sms_path
 from tunewise.training.checkpoint import latest_checkpoint
+
+from .conftest import make_messages, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +55,17 @@ def _options(data: Path, out: Path, **kw) -> CompareOptions:
 
 
 @pytest.fixture(scope="module")
-def compared(small_data, tmp_path_factory):
+def out_of_domain(tmp_path_factory) -> Path:
+    """An extra test set in another taxonomy: fraud / normal / advertising, other wording."""
+    rows = [(t, "normal" if lab == "normal" else "fraud") for t, lab in make_messages(8, seed=11)]
+    rows += [("【万科】滨江壹号二期样板间开放，首付30万起，致电400-820-1234，回T退订", "advertising")]
+    return write_csv(tmp_path_factory.mktemp("ood") / "ood.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def compared(small_data, out_of_domain, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp")
-    results = run_comparison(_options(small_data, out))
+    results = run_comparison(_options(small_data, out, test_sets=[TestSet("other", out_of_domain)]))
     files = write_report(results, out, command="tunewise compare --data small.csv")
     return out, results, files
 
@@ -118,7 +129,7 @@ def test_report_files_plots_and_tables(compared):
     assert "![macro-F1 vs labelled fraction](learning_curve.png)" in md
     page = files["html"].read_text(encoding="utf-8")
     # self-contained: every image inline, nothing fetched from elsewhere
-    assert page.count("data:image/png;base64,") == 2 + 3
+    assert page.count("data:image/png;base64,") == 2 + 3 + 1  # + in vs out of domain
     assert not re.search(r'src="(?!data:)', page) and "<link" not in page
     for line in verdict(results):
         assert line.split(" (")[0] in md
@@ -332,3 +343,19 @@ def test_an_unfinished_run_with_other_settings_is_moved_aside_not_resumed(small_
     assert moved == stale.with_name("scratch_f1_s0.stale-1")
     assert latest_checkpoint(moved / "checkpoints") is not None  # nothing of it was lost
     assert run["resumed_from"] is None and run["epochs_run"] == 2
+
+
+def test_every_run_is_scored_out_of_domain_and_the_report_says_so(compared, out_of_domain):
+    out, results, files = compared
+    assert results["test_sets"] == {"other": str(out_of_domain)}
+    for run in results["runs"]:
+        other = run["ood"]["other"]
+        assert other["n"] == 25 and other["fraud"] == 16 and other["not_fraud"] == 9
+        assert 0 <= other["roc_auc"] <= 1 and other["headline"] == other["roc_auc"]
+        assert set(other["per_label"]) == {"normal", "fraud", "advertising"}
+        assert "macro_f1" not in other  # its labels are not the model's own
+    markdown = files["markdown"].read_text(encoding="utf-8")
+    assert "Out of domain: the extra test sets" in markdown and "other: ROC-AUC" in markdown
+    assert "share flagged at 100%" in markdown
+    assert files["in_vs_out"].is_file()
+    assert any(line.startswith("Out of domain (other, ROC-AUC") for line in verdict(results))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
@@ -27,6 +28,17 @@ class TfidfSvm:
 
     def predict(self, texts: list[str]) -> list[int]:
         return self.classifier.predict(self.vectorizer.transform(texts)).tolist()
+
+    def decision(self, texts: list[str]) -> np.ndarray:
+        """One score per (text, class): the SVM's signed distances (higher: more that class)."""
+        d = self.classifier.decision_function(self.vectorizer.transform(texts))
+        return np.stack([-d, d], axis=1) if d.ndim == 1 else d  # binary: one column for classes_[1]
+
+    def fraud_scores(self, texts: list[str], normal: int) -> np.ndarray:
+        """A fraud score to rank messages by: the best other class's margin over ``normal``'s."""
+        d = self.decision(texts)
+        others = np.delete(d, normal, axis=1)
+        return others.max(axis=1) - d[:, normal]
 
     @property
     def n_params(self) -> int:

@@ -205,10 +205,36 @@ def train(
     )
 
 
+def _test_data_option():
+    """``--test-data NAME=PATH``, repeatable: extra (out-of-domain) test sets."""
+    return typer.Option(
+        [],
+        "--test-data",
+        help="An extra, out-of-domain test set as NAME=PATH (repeatable): scored as fraud vs not "
+        "(ROC-AUC, PR-AUC, recall at precision 0.8/0.9, share flagged per label) and, when its labels "
+        "are the model's, macro-F1.",
+    )
+
+
+def _parse_test_sets(specs: list[str]) -> list:
+    from tunewise.ood import TestSet
+
+    try:
+        sets = [TestSet.parse(s) for s in specs]
+    except ValueError as e:
+        _fail(str(e))
+    names = [t.name for t in sets]
+    if len(set(names)) != len(names):
+        _fail(f"--test-data names must be distinct, got {names}")
+    return sets
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., "--model", help="Model directory written by `tunewise train`."),
-    data: Path = typer.Option(..., "--data", help="Labelled data file or folder."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Labelled data file or folder (optional with --test-data)."
+    ),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Where to write metrics.json (default: the model directory)."
     ),
@@ -222,13 +248,20 @@ def evaluate(
     label_map: Path | None = typer.Option(None, "--label-map"),
     batch_size: int = typer.Option(64, "--batch-size"),
     long_text: str = _long_text_option(),
+    test_data: list[str] = _test_data_option(),
+    normal_label: str | None = _normal_label_option(),
 ) -> None:
-    """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG."""
+    """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG,
+    and each --test-data set."""
     from tunewise.evaluation import evaluate_model
+    from tunewise.ood import describe
 
     if split not in ("auto", "all", "train", "dev", "test"):
         _fail(f"--split must be auto, all, train, dev or test; got {split!r}")
     _check_long_text(long_text)
+    test_sets = _parse_test_sets(test_data)
+    if data is None and not test_sets:
+        _fail("give --data, --test-data NAME=PATH, or both")
     try:
         metrics = evaluate_model(
             model,
@@ -240,9 +273,18 @@ def evaluate(
             label_map=label_map,
             batch_size=batch_size,
             long_text=long_text,  # type: ignore[arg-type]
+            test_sets=test_sets,
+            normal_label=normal_label,
         )
     except _user_errors() as e:
         _fail(str(e))
+    target = out_dir or model
+    for summary in metrics["test_sets"].values():
+        err.print(describe(summary))
+    if data is None:
+        err.print(f"→ {target}/metrics.json")
+        out.print(json.dumps({"test_sets": metrics["test_sets"]}, ensure_ascii=False))
+        return
     table = Table(title=f"{metrics['selection']}")
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "label" else "right")
@@ -251,7 +293,6 @@ def evaluate(
             lab, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"])
         )
     err.print(table)
-    target = out_dir or model
     err.print(
         f"accuracy {metrics['accuracy']:.4f} · macro-F1 {metrics['macro_f1']:.4f} · "
         f"n={metrics['n']} → {target}/metrics.json"
@@ -439,6 +480,8 @@ def compare(
         False, "--keep-models", help="Keep every run's weights (by default only figures are kept)."
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show each run's epoch log."),
+    test_data: list[str] = _test_data_option(),
+    normal_label: str | None = _normal_label_option(),
 ) -> None:
     """Measure recipes against each other across label fractions and seeds; write a report.
 
@@ -464,6 +507,8 @@ def compare(
         label_map=label_map,
         keep_models=keep_models,
         quiet_runs=not verbose,
+        test_sets=_parse_test_sets(test_data),
+        normal_label=normal_label,
     )
     try:
         results = run_comparison(opts, console=err)
@@ -481,13 +526,14 @@ def compare(
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report and the final model go."),
+    test_data: list[str] = _test_data_option(),
 ) -> None:
     """The main job on embedded defaults: compare scratch vs fine-tuning the bundled encoder on
     the bundled sample SMS, write the report, train the final model, classify examples."""
     from tunewise.demo import DemoOptions, run_demo
 
     try:
-        run_demo(DemoOptions(out=out_dir), console=out)
+        run_demo(DemoOptions(out=out_dir, test_sets=_parse_test_sets(test_data)), console=out)
     except _user_errors() as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -574,14 +620,18 @@ def threshold_cmd(
     text_column: str | None = typer.Option(None, "--text-column"),
     label_map: Path | None = typer.Option(None, "--label-map"),
     normal_label: str | None = _normal_label_option(),
+    test_data: list[str] = _test_data_option(),
 ) -> None:
     """Choose the fraud-score threshold that reaches --target-precision on held-out data;
-    saved as threshold.json in the model directory and used by predict and serve."""
+    saved as threshold.json in the model directory and used by predict and serve. Each
+    --test-data set is scored at the chosen threshold (what it would flag out of domain)."""
     from tunewise.data.loading import DataError
     from tunewise.evaluation import select_examples
     from tunewise.inference import Predictor
+    from tunewise.ood import describe, evaluate_test_set
     from tunewise.threshold import choose_threshold, no_normal_class_message
 
+    test_sets = _parse_test_sets(test_data)
     try:
         predictor = Predictor(model, normal_label=normal_label)
         if predictor.normal_label is None:
@@ -602,15 +652,19 @@ def threshold_cmd(
         scores = [r.fraud_score for r in results]
         truth = [label != normal for label in chosen.label_ids]
         choice = choose_threshold(scores, truth, target_precision)  # type: ignore[arg-type]
+        predictor.threshold = choice.threshold
+        extra = {t.name: evaluate_test_set(predictor, t, label_map=label_map) for t in test_sets}
     except ValueError as e:  # DataError and friends are ValueErrors too: one clear line
         _fail(str(e))
     choice.data, choice.selection, choice.normal_label = str(data), chosen.note, predictor.normal_label
     path = choice.save(model)
-    out.print(json.dumps(vars(choice), ensure_ascii=False))
+    out.print(json.dumps({**vars(choice), **({"test_sets": extra} if extra else {})}, ensure_ascii=False))
     err.print(
         f"threshold {choice.threshold:.4f}: precision {choice.precision:.4f}, recall {choice.recall:.4f} "
         f"({choice.flagged} of {choice.n} flagged; {chosen.note}) · saved to {path}"
     )
+    for summary in extra.values():
+        err.print(describe(summary))
 
 
 @app.command()

@@ -22,6 +22,7 @@ from tunewise.compare import CompareOptions, print_comparison, run_comparison, w
 from tunewise.compare.runs import run_dir
 from tunewise.compare.summary import cells, fractions, recipe_order
 from tunewise.compare.worker import TFIDF
+from tunewise.ood import describe, evaluate_test_set
 from tunewise.recipes.schema import load_recipe
 from tunewise.samples import sample_sms_path
 
@@ -49,6 +50,8 @@ class DemoOptions:
     max_length: int = 128  # the sample messages are at most 104 characters
     data: str | Path | None = None  # default: the embedded sample set
     messages: list[str] = field(default_factory=lambda: list(EXAMPLE_MESSAGES))
+    # extra, out-of-domain test sets (tunewise.ood.TestSet): every run and the final model
+    test_sets: list = field(default_factory=list)
 
 
 def _demo_recipes(opts: DemoOptions, out: Path) -> list[str]:
@@ -130,6 +133,7 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
             seeds=opts.seeds,
             label_column="label",
             keep_full_models=True,
+            test_sets=list(opts.test_sets),
         ),
         console=console,
     )
@@ -166,7 +170,8 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
         )
 
     console.print("[bold]3/3[/] classifying new messages")
-    predictions = Predictor(model_dir).predict(opts.messages)
+    predictor = Predictor(model_dir)
+    predictions = predictor.predict(opts.messages)
     table = Table(show_lines=False)
     table.add_column("message")
     table.add_column("label")
@@ -174,6 +179,9 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
     for p in predictions:
         table.add_row(escape(p.text), p.label, f"{p.probabilities.get('fraud', float('nan')):.3f}")
     console.print(table)
+    out_of_domain = {t.name: evaluate_test_set(predictor, t) for t in opts.test_sets}
+    for summary in out_of_domain.values():
+        console.print(f"final model on {escape(describe(summary))}")
     console.print(
         f"report: {files['markdown']} · {files['html']}\n"
         f"use the model: tunewise predict --model {model_dir} --text '…'"
@@ -184,4 +192,5 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
         "final_recipe": final,
         "model": model_dir,
         "predictions": [p.to_dict() for p in predictions],
+        "test_sets": out_of_domain,
     }

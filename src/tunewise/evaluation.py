@@ -3,6 +3,7 @@ confusion-matrix PNG.
 
 When the data is the file the model was trained on, only its held-out test split is
 scored (found through ``split.json``), so a model is never graded on its training texts.
+Extra, out-of-domain test sets (``test_sets``) are scored beside it (``tunewise.ood``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tunewise.data.loading import DataError, load_data
 from tunewise.data.split import text_key
 from tunewise.inference import DEFAULT_LONG_TEXT, LongText, Predictor
 from tunewise.metrics import classification_metrics
+from tunewise.ood import TestSet, evaluate_test_set
 from tunewise.training.checkpoint import write_json_atomic
 from tunewise.training.run import SPLIT_FILE
 
@@ -95,7 +97,7 @@ def select_examples(
 
 def evaluate_model(
     model_dir: str | Path,
-    data: str | Path,
+    data: str | Path | None,
     out: str | Path | None = None,
     *,
     split: SplitChoice = "auto",
@@ -105,15 +107,35 @@ def evaluate_model(
     batch_size: int = 64,
     long_text: LongText = DEFAULT_LONG_TEXT,
     progress: Callable[[int], None] | None = None,
+    test_sets: list[TestSet] | tuple[TestSet, ...] = (),
+    normal_label: str | None = None,
 ) -> dict:
-    """Evaluate ``model_dir`` on ``data``; write ``metrics.json`` + ``confusion_matrix.png``.
+    """Evaluate ``model_dir`` on ``data`` and on each extra test set; write ``metrics.json``
+    (the extra sets under ``test_sets``) + ``confusion_matrix.png``. ``data`` may be ``None``
+    when only extra test sets are scored.
 
     Example:
-        >>> m = evaluate_model("runs/finetune", "../shared/data/telecom_fraud_5")  # doctest: +SKIP
-        >>> sorted(m)[:3]  # doctest: +SKIP
-        ['accuracy', 'confusion_matrix', 'data']
+        >>> spam = TestSet.parse("spam=../shared/data/sms_spam_sample")  # doctest: +SKIP
+        >>> m = evaluate_model("runs/finetune", "../shared/data/telecom_fraud_5",
+        ...                    test_sets=[spam])  # doctest: +SKIP
+        >>> sorted(m)[:3], sorted(m["test_sets"])  # doctest: +SKIP
+        (['accuracy', 'confusion_matrix', 'data'], ['spam'])
     """
-    predictor = Predictor(model_dir, batch_size=batch_size, long_text=long_text)
+    predictor = Predictor(model_dir, batch_size=batch_size, long_text=long_text, normal_label=normal_label)
+    extra = {
+        t.name: evaluate_test_set(
+            predictor, t, label_map=label_map, text_column=text_column, label_column=label_column
+        )
+        for t in test_sets
+    }
+    out = Path(out) if out is not None else Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        if not extra:
+            raise DataError("nothing to evaluate: give --data, --test-data or both")
+        metrics = {"model": str(model_dir), "test_sets": extra}
+        write_json_atomic(out / "metrics.json", metrics)
+        return metrics
     chosen = select_examples(
         predictor,
         data,
@@ -133,10 +155,9 @@ def evaluate_model(
             "data": str(data),
             "long_text": long_text,
             "long_texts": sum(h != "full" for h in encoded.handling),
+            "test_sets": extra,
         }
     )
-    out = Path(out) if out is not None else Path(model_dir)
-    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)
     plot_confusion_matrix(metrics, out / "confusion_matrix.png")
     return metrics

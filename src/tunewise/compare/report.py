@@ -21,6 +21,7 @@ from tunewise.compare.summary import (
     fmt_score,
     fractions,
     recipe_order,
+    test_sets,
     verdict,
 )
 
@@ -66,6 +67,41 @@ def plot_learning_curve(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_in_vs_out_of_domain(results: dict, path: Path) -> bool:
+    """In-domain test macro-F1 (x) against each extra test set's figure (y), one marker per
+    recipe and label fraction (mean over seeds): a recipe that wins in domain and loses out of
+    domain sits bottom right. False when no run was scored on an extra set."""
+    sets = test_sets(results)
+    if not sets:
+        return False
+    plt = _plt()
+    table = cells(results)
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False)
+    for ax, (name, metric) in zip(axes[0], sets.items(), strict=True):
+        for recipe in recipe_order(results):
+            pts = [
+                (c.mean("test_macro_f1"), c.mean(("ood", name, "headline")), f)
+                for f in fractions(results)
+                if (c := table.get((recipe, f))) is not None
+            ]
+            pts = [p for p in pts if p[0] is not None and p[1] is not None]
+            if not pts:
+                continue
+            style = {"linestyle": "--", "color": "gray"} if recipe == TFIDF else {}
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=recipe, **style)
+            for x, y, f in pts:
+                ax.annotate(fmt_fraction(f), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("in-domain test macro-F1")
+        ax.set_ylabel(f"{name}: {metric}")
+        ax.set_title(f"in domain vs {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def plot_training_curves(results: dict, path: Path) -> bool:
@@ -173,6 +209,7 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
     if "learning_curve" in images:
         blocks.append(Block("img", str(images["learning_curve"]), items=["macro-F1 vs labelled fraction"]))
     top = fr[-1] if fr else None
+    blocks += _out_of_domain_blocks(results, names, table, fr, top, images)
     blocks += [
         Block("h2", "The two regimes, as these recipes ran them"),
         Block(
@@ -198,6 +235,60 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
     blocks += [Block("h2", "Every run"), _runs_table(results)]
     if command:
         blocks += [Block("h2", "Reproduce"), Block("code", command)]
+    return blocks
+
+
+def _out_of_domain_blocks(results, names, table, fr, top, images) -> list[Block]:
+    """A table per extra test set (its headline figure per recipe and fraction) and the share of
+    each of its labels flagged, at the largest fraction."""
+    sets = test_sets(results)
+    if not sets:
+        return []
+    blocks = [
+        Block("h2", "Out of domain: the extra test sets"),
+        Block(
+            "p",
+            "The same runs scored on data they were not drawn from "
+            + ", ".join(f"{n} ({results.get('test_sets', {}).get(n, '?')})" for n in sets)
+            + ": fraud vs not, from the fraud score. ROC-AUC where a set has both; on a set of "
+            "legitimate messages only, the share not flagged. Neural models flag at their threshold "
+            "(0.5 without one), TF-IDF by its arg-max label.",
+        ),
+    ]
+    for name, metric in sets.items():
+        key = ("ood", name, "headline")
+        blocks.append(
+            Block(
+                "table",
+                header=[f"{name}: {metric}"] + [fmt_fraction(f) for f in fr],
+                rows=[[n] + [fmt_score(table.get((n, f)), key) for f in fr] for n in names],
+            )
+        )
+        labels = sorted(
+            {
+                lab
+                for r in results["runs"]
+                for lab in ((r.get("ood") or {}).get(name) or {}).get("per_label", {})
+            }
+        )
+        if top is not None and labels:
+            rows = []
+            for n in names:
+                c = table.get((n, top))
+                row = [n]
+                for lab in labels:
+                    v = c.mean(("ood", name, "per_label", lab, "flagged_rate")) if c else None
+                    row.append("—" if v is None else f"{v:.1%}")
+                rows.append(row)
+            blocks.append(
+                Block(
+                    "table",
+                    header=[f"{name}: share flagged at {fmt_fraction(top)}"] + labels,
+                    rows=rows,
+                )
+            )
+    if "in_vs_out" in images:
+        blocks.append(Block("img", str(images["in_vs_out"]), items=["in-domain vs out-of-domain"]))
     return blocks
 
 
@@ -342,6 +433,8 @@ def write_report(results: dict, out: str | Path, command: str | None = None) -> 
     if results["runs"]:
         images["learning_curve"] = out / "learning_curve.png"
         plot_learning_curve(results, images["learning_curve"])
+        if plot_in_vs_out_of_domain(results, out / "in_vs_out_of_domain.png"):
+            images["in_vs_out"] = out / "in_vs_out_of_domain.png"
         curves = out / "training_curves.png"
         if plot_training_curves(results, curves):
             images["training_curves"] = curves

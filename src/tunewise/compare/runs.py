@@ -24,8 +24,10 @@ from tunewise.compare.worker import TFIDF, execute
 from tunewise.data.loading import DataError
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import prepare_data, subsample
+from tunewise.ood import describe
 from tunewise.pretrained import BUNDLED_DIR, resolve_pretrained
 from tunewise.recipes.schema import Recipe, load_recipe
+from tunewise.threshold import no_normal_class_message, resolve_normal_label
 from tunewise.training.checkpoint import write_json_atomic
 
 RESULTS_FILE = "results.json"
@@ -60,6 +62,9 @@ class CompareOptions:
     label_column: str | None = None
     label_map: str | Path | None = None
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
+    # extra, out-of-domain test sets (tunewise.ood.TestSet) every run is scored on
+    test_sets: list = field(default_factory=list)
+    normal_label: str | None = None  # the "not fraud" class, when not recognisable by name
     keep_models: bool = False
     # keep the weights (not the checkpoints) of the runs on all the labels, so the best one
     # can serve as the final model without training it again (``tunewise demo`` does)
@@ -185,6 +190,8 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         label_map=opts.label_map,
     )
     data.report.print(console)
+    if opts.test_sets and resolve_normal_label(data.labels, opts.normal_label) is None:
+        raise CompareError("--test-data needs a fraud score: " + no_normal_class_message(data.labels))
     if not data.splits["dev"] or not data.splits["test"]:
         raise CompareError("the dev or test split is empty; give more data or larger --split fractions")
     fingerprint = _split_fingerprint(data.split_keys())
@@ -215,6 +222,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
                 **({TFIDF: None} if opts.baseline else {}),
             },
             "order": names,
+            "test_sets": {t.name: str(t.path) for t in opts.test_sets},
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
     )
@@ -250,6 +258,8 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "label_column": opts.label_column,
             "label_map": str(opts.label_map) if opts.label_map else None,
             "normalizer": opts.normalizer.to_dict(),
+            "test_sets": [[t.name, str(t.path)] for t in opts.test_sets],
+            "normal_label": opts.normal_label,
             "keep_checkpoints": opts.keep_models,
             "keep_weights": opts.keep_models or (opts.keep_full_models and fraction >= 1.0),
             "show_progress": opts.show_progress,
@@ -280,6 +290,8 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             f"    test macro-F1 {record['test_macro_f1']:.4f} · accuracy {record['test_accuracy']:.4f} · "
             f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB{resumed}"
         )
+        for summary in record.get("ood", {}).values():
+            console.print(f"    {describe(summary)}")
     return results
 
 

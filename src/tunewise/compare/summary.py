@@ -24,14 +24,23 @@ class Cell:
     fraction: float
     runs: list[dict]
 
-    def _values(self, key: str) -> list[float]:
-        return [float(r[key]) for r in self.runs if r.get(key) is not None]
+    def _values(self, key: str | tuple[str, ...]) -> list[float]:
+        """``key`` names a run field, or a path into nested ones: ``("ood", "spam", "headline")``."""
+        path = (key,) if isinstance(key, str) else key
+        values = []
+        for run in self.runs:
+            value = run
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None:
+                values.append(float(value))
+        return values
 
-    def mean(self, key: str) -> float | None:
+    def mean(self, key: str | tuple[str, ...]) -> float | None:
         values = self._values(key)
         return statistics.fmean(values) if values else None
 
-    def sd(self, key: str) -> float:
+    def sd(self, key: str | tuple[str, ...]) -> float:
         values = self._values(key)
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -59,6 +68,20 @@ def recipe_order(results: dict) -> list[str]:
     present = {r["recipe"] for r in results["runs"]}
     order = [n for n in results.get("order", []) if n in present]
     return order + sorted(present - set(order))
+
+
+def test_sets(results: dict) -> dict[str, str]:
+    """The extra test sets some run was scored on, with the figure each is summarised by.
+
+    Example:
+        >>> test_sets({"runs": [{"ood": {"spam": {"headline_metric": "ROC-AUC"}}}]})
+        {'spam': 'ROC-AUC'}
+    """
+    found: dict[str, str] = {}
+    for run in results["runs"]:
+        for name, summary in (run.get("ood") or {}).items():
+            found.setdefault(name, summary.get("headline_metric", "ROC-AUC"))
+    return found
 
 
 def fractions(results: dict) -> list[float]:
@@ -97,7 +120,7 @@ def fmt_fraction(f: float) -> str:
     return f"{f * 100:.3g}%"
 
 
-def fmt_score(cell: Cell | None, key: str = "test_macro_f1") -> str:
+def fmt_score(cell: Cell | None, key: str | tuple[str, ...] = "test_macro_f1") -> str:
     if cell is None or cell.mean(key) is None:
         return "—"
     spread = f" ± {cell.sd(key):.3f}" if len(cell.runs) > 1 else ""
@@ -343,4 +366,67 @@ def verdict(results: dict) -> list[str]:
                 f"Recommendation: mixed — fine-tuning wins only at {won} of the labels; look at the "
                 "learning curve and the seed spread before choosing."
             )
+    at = next((i for i, line in enumerate(lines) if line.startswith("Recommendation")), len(lines))
+    return lines[:at] + generalisation(results) + lines[at:]
+
+
+def generalisation(results: dict) -> list[str]:
+    """Which regime holds up on each extra (out-of-domain) test set, beside which wins in domain.
+
+    Example:
+        >>> runs = [{"recipe": r, "fraction": 1.0, "seed": 0, "test_macro_f1": f,
+        ...          "ood": {"real": {"headline": a, "headline_metric": "ROC-AUC"}}}
+        ...         for r, f, a in [("scratch", 0.98, 0.62), ("finetune", 0.97, 0.81)]]
+        >>> recipes = {"scratch": {"model": {"init": "random"}},
+        ...            "finetune": {"model": {"init": "pretrained"}}}
+        >>> import textwrap
+        >>> print(textwrap.fill(generalisation({"runs": runs, "recipes": recipes})[0], 90))
+        Out of domain (real, ROC-AUC, all the labels): finetune 0.810, scratch 0.620 — finetune
+        generalises best, while scratch is best in domain (test macro-F1 0.980).
+    """
+    table = cells(results)
+    names = recipe_order(results)
+    fr = fractions(results)
+    if not fr:
+        return []
+    top = fr[-1]
+    where = "all the labels" if top >= 1 else f"{fmt_fraction(top)} of the labels"
+    lines = []
+    for name, metric in test_sets(results).items():
+        key = ("ood", name, "headline")
+        scored = [(table[(n, top)].mean(key), n) for n in names if (n, top) in table]
+        scored = sorted(((v, n) for v, n in scored if v is not None), reverse=True)
+        if not scored:
+            continue
+        in_domain = max(
+            ((table[(n, top)].mean("test_macro_f1") or 0.0, n) for n in names if (n, top) in table),
+        )
+        listed = ", ".join(f"{n} {v:.3f}" for v, n in scored)
+        best_v, best = scored[0]
+        noise = max(table[(best, top)].sd(key), 0.01)
+        tied = [n for v, n in scored[1:] if best_v - v <= noise]
+        if tied:
+            claim = f"{best} and {', '.join(tied)} are within noise of each other"
+        else:
+            claim = f"{best} generalises best"
+        if in_domain[1] == best:
+            claim += ", and is also best in domain"
+        else:
+            claim += f", while {in_domain[1]} is best in domain (test macro-F1 {in_domain[0]:.3f})"
+        lines.append(f"Out of domain ({name}, {metric}, {where}): {listed} — {claim}.")
+        finetune = next((n for n in names if init_of(results, n) == "pretrained"), None)
+        scratch = next((n for n in names if init_of(results, n) == "random"), None)
+        if finetune and scratch and len(fr) > 1:
+            ahead = []
+            for f in fr:
+                a, b = table.get((finetune, f)), table.get((scratch, f))
+                va, vb = (a.mean(key) if a else None), (b.mean(key) if b else None)
+                if va is not None and vb is not None:
+                    ahead.append(f"{va - vb:+.3f} at {fmt_fraction(f)}")
+            if ahead:
+                lines.append(
+                    f"On {name}, fine-tuning ({finetune}) minus scratch ({scratch}), {metric}: "
+                    + ", ".join(ahead)
+                    + "."
+                )
     return lines

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 TFIDF = "tfidf-svm"
 
 
@@ -58,6 +60,7 @@ def run_neural(job: dict) -> dict:
                 label_column=job["label_column"],
                 label_map=job["label_map"],
                 normalizer=NormalizerConfig(**job["normalizer"]),
+                normal_label=job.get("normal_label"),
                 show_progress=job["show_progress"],
                 log_with=None,
             ),
@@ -84,6 +87,7 @@ def run_neural(job: dict) -> dict:
         label_column=job["label_column"],
         label_map=job["label_map"],
     )
+    ood = _score_test_sets_neural(job, run_dir)
     # the figures are what a comparison keeps; 36 copies of an encoder are not
     if not job["keep_checkpoints"]:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -111,6 +115,21 @@ def run_neural(job: dict) -> dict:
         "set_aside": set_aside,  # where an incompatible unfinished run in run_dir was moved
         "weights_source": _weights_source(run_dir),
         "history": fit.history,
+        "ood": ood,
+    }
+
+
+def _score_test_sets_neural(job: dict, run_dir: Path) -> dict:
+    """Each extra test set, scored with the run's model before its weights are deleted."""
+    if not job.get("test_sets"):
+        return {}
+    from tunewise.inference import Predictor
+    from tunewise.ood import TestSet, evaluate_test_set
+
+    predictor = Predictor(run_dir, normal_label=job.get("normal_label"))
+    return {
+        name: evaluate_test_set(predictor, TestSet(name, Path(path)), label_map=job["label_map"])
+        for name, path in job["test_sets"]
     }
 
 
@@ -155,6 +174,32 @@ def run_tfidf(job: dict) -> dict:
     )
     seconds = time.perf_counter() - start
     metrics = classification_metrics(data.label_ids("test"), model.predict(data.texts("test")), data.labels)
+    ood = {}
+    if job.get("test_sets"):
+        from tunewise.ood import TestSet, load_test_set, score_test_set
+        from tunewise.threshold import resolve_normal_label
+
+        normal_label = resolve_normal_label(data.labels, job.get("normal_label"))
+        normalize = SmsNormalizer(NormalizerConfig(**job["normalizer"]))
+        for name, path in job["test_sets"]:
+            test = load_test_set(TestSet(name, Path(path)), label_map=job["label_map"])
+            texts = normalize.batch(test.texts)
+            predicted = [data.labels[i] for i in model.predict(texts)]
+            normal = data.labels.index(normal_label) if normal_label is not None else None
+            if normal is None:
+                raise ValueError(f"test set {name}: the labels {data.labels} have no normal class")
+            ood[name] = score_test_set(
+                name,
+                test.labels,
+                model.fraud_scores(texts, normal),
+                np.array([p != normal_label for p in predicted]),
+                model_labels=data.labels,
+                normal_label=normal_label,
+                threshold=None,
+                predicted=predicted,
+            )
+            ood[name]["threshold_source"] = "arg-max label (an SVM has no probabilities)"
+            ood[name]["path"] = str(path)
     return {
         "train_size": len(train),
         "test_macro_f1": metrics["macro_f1"],
@@ -168,6 +213,7 @@ def run_tfidf(job: dict) -> dict:
         "total_params": model.n_params,
         "C": model.c,
         "history": [],
+        "ood": ood,
     }
 
 
