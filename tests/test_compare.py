@@ -359,3 +359,5 @@ def test_every_run_is_scored_out_of_domain_and_the_report_says_so(compared, out_
     assert "share flagged at 100%" in markdown
     assert files["in_vs_out"].is_file()
     assert any(line.startswith("Out of domain (other, ROC-AUC") for line in verdict(results))
+    assert results["shortcut_audit"]["n"] == results["split_sizes"]["train"]
+    assert "## Shortcut audit" in markdown and "surface-only F1" in markdown

@@ -17,7 +17,8 @@ norm = SmsNormalizer()
     [
         ("点击 https://u.10010.cn/qAE9U 立即参与", "点击 [URL] 立即参与"),
         ("访问www.abc-bank.com/login验证", "访问[URL]验证"),
-        ("登录 icbc-safe.top 解冻", "登录 [URL] 解冻"),
+        ("登录 icbc-safe.top 解冻", "登录 [URL_BRAND] 解冻"),
+        ("登录icbc-safe.top解冻", "登录[URL_BRAND]解冻"),  # a domain glued to Chinese text
         ("请拨打13812345678或+86 138 1234 5678", "请拨打[PHONE]或[PHONE]"),
         ("致电010-12345678或400-123-4567或95588", "致电[PHONE]或[PHONE]或[PHONE]"),
         ("加QQ:123456789或微信 abc_12345", "加QQ:[ID]或微信 [ID]"),
@@ -33,10 +34,48 @@ def test_real_entities_become_typed_tokens(raw: str, expected: str) -> None:
 def test_placeholders_map_to_the_same_tokens_as_real_entities() -> None:
     # masked data (normal class) and real data (fraud class) must look the same to a model
     assert norm("尾号DIGIT的卡") == norm("尾号4821的卡") == "尾号[NUM]的卡"
-    assert norm("点击URL") == norm("点击http://t.cn/x") == "点击[URL]"
+    assert norm("点击URL") == norm("点击http://example.cn/x") == "点击[URL]"
     assert norm("拨打CELLPHONE") == norm("拨打13912345678") == "拨打[PHONE]"
     assert norm("NAME先生在PLACE") == norm("XXX先生在xxxx") == "[ANON]先生在[ANON]"
     assert norm("PLACENAME您好") == "[ANON][ANON]您好"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("【工商银行】请登录 icbc-safe.top 重新验证", "[URL_BRAND]"),  # a brand outside its domain
+        ("访问 cmbchina.com.fengkong.top 解冻", "[URL_BRAND]"),  # the brand's domain as a subdomain
+        ("ETC认证失效 http://etc-renzheng.cc/a", "[URL_BRAND]"),
+        ("积分兑换 10086jf.vip", "[URL_BRAND]"),
+        ("打开 http://47.96.12.8:8080/app 下载", "[URL_IP]"),
+        ("打开47.96.12.8/a下载", "[URL_IP]"),
+        ("注册送88 www.bet365-vip.xyz", "[URL_ODD]"),
+        ("Click http://bit.ly/claim-now to claim", "[URL_SHORT]"),
+        ("详见 t.cn/A6xYz", "[URL_SHORT]"),
+        # real brands' own domains and shorteners stay plain links
+        ("【中国移动】点击 http://dx.10086.cn/ABcd12 领取", "[URL]"),
+        ("【招商银行】详见 cmbchina.com/card", "[URL]"),
+        ("【淘宝】领券 m.tb.cn/h.5QwErT", "[URL]"),
+        ("查询 https://www.chinatax.gov.cn", "[URL]"),
+    ],
+)
+def test_links_keep_their_kind(raw: str, expected: str) -> None:
+    tokens = [t for t in split_typed_tokens(norm(raw)) if t.startswith("[URL")]
+    assert tokens == [expected]
+    assert SmsNormalizer(url_kinds=False)(raw).count("[URL]") == 1  # the option off: one kind
+
+
+def test_text_that_only_looks_like_a_domain_is_left_alone() -> None:
+    assert norm("Thanks.Live well") == "Thanks.Live well"
+    assert norm("打5.5折") == "打[NUM]折"
+
+
+def test_models_saved_before_link_kinds_keep_plain_links() -> None:
+    from tunewise.data.normalize import NormalizerConfig
+
+    old = SmsNormalizer(NormalizerConfig.from_dict({"fold_width": True, "type_entities": True}))
+    assert old("登录 icbc-safe.top") == "登录 [URL]"
+    assert NormalizerConfig.from_dict(NormalizerConfig().to_dict()) == NormalizerConfig()
 
 
 def test_plain_words_that_contain_placeholder_letters_survive() -> None:

@@ -209,6 +209,7 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
     if "learning_curve" in images:
         blocks.append(Block("img", str(images["learning_curve"]), items=["macro-F1 vs labelled fraction"]))
     top = fr[-1] if fr else None
+    blocks += _shortcut_blocks(results)
     blocks += _out_of_domain_blocks(results, names, table, fr, top, images)
     blocks += [
         Block("h2", "The two regimes, as these recipes ran them"),
@@ -236,6 +237,37 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
     if command:
         blocks += [Block("h2", "Reproduce"), Block("code", command)]
     return blocks
+
+
+def _shortcut_blocks(results: dict) -> list[Block]:
+    """The shortcut audit of the training split (``tunewise.data.shortcuts``)."""
+    audit = results.get("shortcut_audit")
+    if not audit:
+        return []
+    text = (
+        f"A logistic regression on surface features only (length, shares of digits, Latin letters and "
+        f"punctuation, 【】 headers, links by kind, phones, masking placeholders, first and last "
+        f"character) reaches macro-F1 {audit['macro_f1']:.3f} in {audit['folds']}-fold cross-validation "
+        f"on the training split (majority class: {audit['majority_macro_f1']:.3f})."
+    )
+    if audit["warning"]:
+        separated = audit.get("separated_classes") or []
+        which = f" — {', '.join(separated)} by form alone" if separated else ""
+        text += (
+            f" Warning: the classes differ in form{which}. A model can score well on this data "
+            "without reading the messages; the out-of-domain figures say more about the world."
+        )
+    markers = sorted({m for rates in audit["marker_rates"].values() for m in rates})
+    rows = [
+        [label, f"{audit['per_class_f1'].get(label, 0):.2f}", ", ".join(audit["top_features"].get(label, []))]
+        + [f"{audit['marker_rates'][label][m]:.0%}" for m in markers]
+        for label in audit["marker_rates"]
+    ]
+    return [
+        Block("h2", "Shortcut audit"),
+        Block("p", text),
+        Block("table", header=["label", "surface-only F1", "carried by", *markers], rows=rows),
+    ]
 
 
 def _out_of_domain_blocks(results, names, table, fr, top, images) -> list[Block]:

@@ -223,6 +223,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             },
             "order": names,
             "test_sets": {t.name: str(t.path) for t in opts.test_sets},
+            "shortcut_audit": data.report.shortcuts.to_dict() if data.report.shortcuts else None,
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
     )

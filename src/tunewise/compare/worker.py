@@ -164,6 +164,7 @@ def run_tfidf(job: dict) -> dict:
         text_column=job["text_column"],
         label_column=job["label_column"],
         label_map=job["label_map"],
+        audit=False,  # the comparison audited this data once already
     )
     # the same subset train_model draws for this fraction and seed
     train = subsample(data.splits["train"], job["fraction"], seed=job["seed"])

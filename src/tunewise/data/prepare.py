@@ -15,6 +15,7 @@ from rich.table import Table
 
 from tunewise.data.loading import DataError, Example, LabelMap, Problem, load_data
 from tunewise.data.normalize import SmsNormalizer
+from tunewise.data.shortcuts import ShortcutAudit, audit_shortcuts
 from tunewise.data.split import (
     SPLITS,
     LeakPair,
@@ -37,6 +38,7 @@ class DataReport:
     counts: dict[str, dict[str, int]]  # split -> label -> rows
     leaks: list[LeakPair] = field(default_factory=list)
     leak_threshold: float = 0.8
+    shortcuts: ShortcutAudit | None = None  # what surface features alone achieve on train
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +52,7 @@ class DataReport:
                 "threshold": self.leak_threshold,
                 "pairs": [vars(p) for p in self.leaks],
             },
+            "shortcut_audit": self.shortcuts.to_dict() if self.shortcuts else None,
         }
 
     def print(self, console: Console | None = None, max_problems: int = 15) -> None:
@@ -83,6 +86,9 @@ class DataReport:
             )
         elif len(splits) > 1:
             console.print(f"no near-duplicate leakage between splits (Jaccard >= {self.leak_threshold})")
+        if self.shortcuts is not None:
+            for line in self.shortcuts.lines():
+                console.print(line)
 
 
 @dataclass
@@ -116,8 +122,10 @@ def prepare_data(
     label_column: str | None = None,
     label_map: str | Path | LabelMap | None = None,
     leak_threshold: float = 0.8,
+    audit: bool = True,
 ) -> PreparedData:
-    """Load, normalise, deduplicate, split and leakage-check labelled data.
+    """Load, normalise, deduplicate, split and leakage-check labelled data, and audit the
+    training split for surface shortcuts (``tunewise.data.shortcuts``; ``audit=False`` skips it).
 
     Example:
         >>> data = prepare_data("../shared/data/telecom_fraud_5", seed=0)  # doctest: +SKIP
@@ -141,6 +149,16 @@ def prepare_data(
         {s: [e.text for e in splits[s]] for s in ("dev", "test")},
         threshold=leak_threshold,
     )
+    shortcuts = None
+    if audit:
+        raw = {(e.source, e.line): e.text for e in loaded.examples}
+        train = splits["train"]
+        shortcuts = audit_shortcuts(
+            [raw.get((e.source, e.line), e.text) for e in train],
+            [e.text for e in train],
+            [str(e.label) for e in train],
+            seed=seed,
+        )
     report = DataReport(
         files={f: f"{loaded.formats[f]}, {enc}" for f, enc in loaded.encodings.items()},
         rows_read=len(loaded.examples) + len(loaded.problems),
@@ -150,6 +168,7 @@ def prepare_data(
         counts={s: dict(sorted(Counter(e.label for e in ex).items())) for s, ex in splits.items()},
         leaks=leaks,
         leak_threshold=leak_threshold,
+        shortcuts=shortcuts,
     )
     return PreparedData(splits=splits, labels=labels, report=report, normalizer=normalizer)
 

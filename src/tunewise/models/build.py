@@ -301,7 +301,9 @@ def load_meta(directory: str | Path) -> ModelMeta:
     labels = [config.id2label[i] for i in range(config.num_labels)]
     max_length = int(meta.get("max_length") or getattr(tokenizer, "model_max_length", 512) or 512)
     max_length = min(max_length, getattr(config, "max_position_embeddings", max_length) or max_length)
-    return ModelMeta(tokenizer, labels, NormalizerConfig(**meta.get("normalizer", {})), max_length, meta)
+    return ModelMeta(
+        tokenizer, labels, NormalizerConfig.from_dict(meta.get("normalizer", {})), max_length, meta
+    )
 
 
 def load_trained(directory: str | Path) -> LoadedModel:
