@@ -74,6 +74,8 @@ def test_export_matches_pytorch_with_dynamic_axes(which, request, tmp_path, data
     torch_side = Predictor(model_dir, long_text="window")
     onnx_side = Predictor(out, long_text="window")
     assert onnx_side.backend == "onnx" and torch_side.backend == "torch"
+    if (model_dir / "calibration.json").is_file():  # trained by tunewise: calibrated, and so is the export
+        assert onnx_side.temperature == torch_side.temperature != 1.0
     texts = [t for t, _ in make_messages(5, seed=3)] + ["很长的短信" * 200]
     a, b = torch_side.predict(texts), onnx_side.predict(texts)
     assert_same_predictions(a, b)

@@ -293,9 +293,11 @@ def evaluate(
             lab, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"])
         )
     err.print(table)
+    cal = metrics["calibration"]
     err.print(
         f"accuracy {metrics['accuracy']:.4f} · macro-F1 {metrics['macro_f1']:.4f} · "
-        f"n={metrics['n']} → {target}/metrics.json"
+        f"expected calibration error {cal['ece']:.4f} (uncalibrated {cal['ece_uncalibrated']:.4f}, "
+        f"temperature {cal['temperature']:.3f}) · n={metrics['n']} → {target}/metrics.json"
     )
     out.print(json.dumps({k: metrics[k] for k in ("split", "n", "accuracy", "macro_f1")}, ensure_ascii=False))
 
@@ -657,6 +659,7 @@ def threshold_cmd(
     except ValueError as e:  # DataError and friends are ValueErrors too: one clear line
         _fail(str(e))
     choice.data, choice.selection, choice.normal_label = str(data), chosen.note, predictor.normal_label
+    choice.temperature = predictor.temperature  # calibrated scores (temperature scaling)
     path = choice.save(model)
     out.print(json.dumps({**vars(choice), **({"test_sets": extra} if extra else {})}, ensure_ascii=False))
     err.print(

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
+from tunewise.calibration import expected_calibration_error
 from tunewise.data.loading import DataError, load_data
 from tunewise.data.split import text_key
 from tunewise.inference import DEFAULT_LONG_TEXT, LongText, Predictor
@@ -145,8 +148,16 @@ def evaluate_model(
         label_column=label_column,
         label_map=label_map,
     )
-    probs, encoded = predictor.predict_proba(chosen.texts, progress)
+    logits, encoded = predictor.piece_logits(chosen.texts, progress)
+    probs = predictor.combine(logits, encoded)
     metrics = classification_metrics(chosen.label_ids, probs.argmax(1).tolist(), predictor.labels)
+    truth = np.asarray(chosen.label_ids)
+    metrics["calibration"] = {
+        "temperature": predictor.temperature,
+        # what the model delivers (calibrated), and what the raw network said
+        "ece": expected_calibration_error(probs, truth),
+        "ece_uncalibrated": expected_calibration_error(predictor.combine(logits, encoded, 1.0), truth),
+    }
     metrics.update(
         {
             "split": chosen.split,

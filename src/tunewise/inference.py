@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from tunewise.calibration import load_calibration, softmax
 from tunewise.data.normalize import SmsNormalizer
 from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
@@ -162,6 +163,7 @@ class Predictor:
         spin: bool = True,
         threshold: float | None = None,
         normal_label: str | None = None,
+        calibrated: bool = True,
     ) -> None:
         if long_text not in ("window", "truncate"):
             raise ValueError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
@@ -186,6 +188,14 @@ class Predictor:
                 self.scorer = TorchScorer(info.model, device)
         self.loaded = info
         self.backend = self.scorer.name
+        # temperature scaling fitted on dev after training (calibration.json); 1.0 without one
+        self.calibration = None
+        if calibrated and not isinstance(model_dir, LoadedModel):
+            try:
+                self.calibration = load_calibration(model_dir)
+            except ValueError as e:
+                raise ModelError(str(e)) from None
+        self.temperature = self.calibration.temperature if self.calibration else 1.0
         # the fraud-score threshold: given, or chosen earlier by `tunewise threshold`
         stored = None if isinstance(model_dir, LoadedModel) else load_threshold(model_dir)
         recorded = dict(info.meta)
@@ -245,10 +255,11 @@ class Predictor:
                 encoded.handling.append(f"windows:{len(parts)}")
         return encoded
 
-    def predict_proba(
+    def piece_logits(
         self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, Encoded]:
-        """Class probabilities ``(n, labels)`` and the encoding (token counts, handling).
+        """Raw logits ``(pieces, labels)`` — one row per model-sized piece (one per text when
+        truncating) — before temperature and softmax, and the encoding.
 
         ``progress`` is called with the number of pieces scored after each batch.
         """
@@ -256,7 +267,7 @@ class Predictor:
         pieces = encoded.pieces
         # length-sorted batches: little padding, so short messages cost little
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
-        piece_probs = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
+        logits = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -267,19 +278,33 @@ class Predictor:
             for row, ids in enumerate(batch):
                 input_ids[row, : len(ids)] = ids
                 mask[row, : len(ids)] = 1
-            logits = self.scorer(input_ids, mask).astype(np.float64)
-            logits -= logits.max(axis=1, keepdims=True)  # a stable softmax
-            exp = np.exp(logits)
-            piece_probs[idx] = exp / exp.sum(axis=1, keepdims=True)
+            logits[idx] = self.scorer(input_ids, mask).astype(np.float64)
             if progress is not None:
                 progress(len(idx))
+        return logits, encoded
+
+    def predict_proba(
+        self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, Encoded]:
+        """Class probabilities ``(n, labels)`` — calibrated by the model's temperature — and the
+        encoding (token counts, handling).
+
+        ``progress`` is called with the number of pieces scored after each batch.
+        """
+        logits, encoded = self.piece_logits(texts, progress)
+        return self.combine(logits, encoded), encoded
+
+    def combine(self, logits: np.ndarray, encoded: Encoded, temperature: float | None = None) -> np.ndarray:
+        """Per-text probabilities from per-piece logits: softmax at ``temperature`` (default:
+        the model's calibrated one), the windows of one text averaged."""
+        piece_probs = softmax(logits, self.temperature if temperature is None else temperature)
         n = len(encoded.texts)
         probs = np.zeros((n, len(self.labels)))
         counts = np.zeros(n)
         np.add.at(probs, encoded.owners, piece_probs)
         np.add.at(counts, encoded.owners, 1)
         probs /= np.maximum(counts, 1)[:, None]  # windows of one text: mean probability
-        return probs, encoded
+        return probs
 
     def predict(
         self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None

@@ -172,6 +172,7 @@ def create_app(
             "max_length": predictor.window + len(predictor.prefix) + len(predictor.suffix),
             "threshold": predictor.threshold,
             "threshold_choice": asdict(choice) if choice else None,
+            "calibration": asdict(predictor.calibration) if predictor.calibration else None,
             "limits": asdict(limits),
             "batching": {"max_batch": batcher.max_batch, **batcher.stats.as_dict()},
         }

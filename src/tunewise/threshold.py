@@ -94,6 +94,7 @@ class ThresholdChoice:
     data: str = ""
     selection: str = ""
     normal_label: str | None = None  # the class the fraud score was computed against
+    temperature: float = 1.0  # the calibration the scores were computed under
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / THRESHOLD_FILE
