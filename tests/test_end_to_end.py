@@ -73,7 +73,7 @@ def test_train_writes_a_hugging_face_model_directory(finetuned: tuple[Path, Path
     text = "[URL] 我是公安局民警，请转账到安全账户"
     with torch.no_grad():
         hf = torch.softmax(model(**tokenizer(text, return_tensors="pt")).logits, -1)[0]
-    ours = Predictor(out).predict([text])[0]
+    ours = Predictor(out, calibrated=False).predict([text])[0]  # raw, as transformers gives them
     assert [ours.probabilities[lab] for lab in ("loan", "normal", "police")] == pytest.approx(
         hf.tolist(), abs=1e-5
     )

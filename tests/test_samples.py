@@ -7,10 +7,12 @@ import csv
 import re
 from collections import Counter
 
+import numpy as np
+
 from tunewise.data.loading import load_data
 from tunewise.samples import SAMPLES_DIR, sample_sms_path
 
-FRAUD_KINDS_REQUIRED = 10
+FRAUD_KINDS_REQUIRED = 12
 NORMAL_KINDS = {
     "verification_code",
     "bank_notice",
@@ -18,8 +20,12 @@ NORMAL_KINDS = {
     "bill",
     "appointment",
     "marketing",
+    "carrier_marketing",
+    "advertising",
+    "government_notice",
     "personal",
     "service_notice",
+    "english_normal",
 }
 
 
@@ -34,8 +40,10 @@ def _grams(text: str, n: int = 5) -> set[str]:
 
 def test_size_labels_and_kinds():
     rows = _rows()
-    assert len(rows) >= 1000
+    assert len(rows) >= 5000
     assert {r["label"] for r in rows} == {"normal", "fraud"}
+    by_label = Counter(r["label"] for r in rows)
+    assert by_label["normal"] > 1.5 * by_label["fraud"]  # mostly legitimate, as real traffic is
     kinds = Counter((r["label"], r["kind"]) for r in rows)
     fraud_kinds = {k for (label, k) in kinds if label == "fraud"}
     normal_kinds = {k for (label, k) in kinds if label == "normal"}
@@ -52,22 +60,47 @@ def test_loads_cleanly_through_the_loader():
     assert loaded.encodings[str(sample_sms_path())] in ("utf-8", "utf_8")
 
 
+def _most_similar_pair(texts: list[str], others: list[str] | None = None) -> tuple[float, int, int]:
+    """The highest character-5-gram Jaccard similarity within ``texts`` (or between ``texts``
+    and ``others``), with the pair's indices; a sparse product, so 5,000 texts take seconds."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    def grams(text: str) -> list[str]:
+        return sorted(_grams(text))
+
+    vectorizer = CountVectorizer(analyzer=grams, binary=True)
+    a = vectorizer.fit_transform(texts + (others or []))
+    x, y = a[: len(texts)], a[len(texts) :] if others else a[: len(texts)]
+    inter = (x @ y.T).tocoo()
+    sizes_x, sizes_y = np.asarray(x.sum(1)).ravel(), np.asarray(y.sum(1)).ravel()
+    keep = inter.row != inter.col if others is None else np.ones(inter.nnz, dtype=bool)
+    rows, cols, both = inter.row[keep], inter.col[keep], inter.data[keep]
+    if not len(both):
+        return 0.0, -1, -1
+    jaccard = both / (sizes_x[rows] + sizes_y[cols] - both)
+    k = int(jaccard.argmax())
+    return float(jaccard[k]), int(rows[k]), int(cols[k])
+
+
 def test_no_templated_near_duplicates():
     """No two messages share a character-5-gram Jaccard similarity of 0.5 or more."""
     texts = [r["text"] for r in _rows()]
-    grams = [_grams(t) for t in texts]
-    index: dict[str, list[int]] = {}
-    for i, g in enumerate(grams):
-        for gram in g:
-            index.setdefault(gram, []).append(i)
-    worst = (0.0, -1, -1)
-    for i, g in enumerate(grams):
-        candidates = {j for gram in g for j in index[gram] if j > i}
-        for j in candidates:
-            sim = len(g & grams[j]) / len(g | grams[j])
-            worst = max(worst, (sim, i, j))
-    sim, i, j = worst
+    sim, i, j = _most_similar_pair(texts)
     assert sim < 0.5, f"near-duplicates ({sim:.2f}):\n{texts[i]}\n{texts[j]}"
+
+
+def test_header_link_and_phone_occur_in_both_classes():
+    """None of them may be a shortcut: the shortcut audit's marker rates per class."""
+    from tunewise.data.normalize import SmsNormalizer
+    from tunewise.data.shortcuts import audit_shortcuts
+
+    rows = _rows()
+    raw = [r["text"] for r in rows]
+    audit = audit_shortcuts(raw, SmsNormalizer().batch(raw), [r["label"] for r in rows])
+    for marker in ("header", "link", "phone"):
+        rates = [audit.marker_rates[label][marker] for label in ("normal", "fraud")]
+        assert min(rates) >= 0.1, (marker, rates)
+    assert not audit.warning, audit.lines()
 
 
 def test_fraud_messages_use_the_obfuscations_the_card_lists():

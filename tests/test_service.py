@@ -63,7 +63,8 @@ def test_classify_one_and_many_matches_the_library(base, predictor):
     for m in many:
         a = m["attribution"]
         assert a["chars"] == list(m["text"]) and len(a["weights"]) == len(m["text"])
-        assert a["target"] == "fraud_score" and a["value"] == pytest.approx(m["fraud_score"])
+        # scored alone vs in a padded batch of three: equal up to float noise
+        assert a["target"] == "fraud_score" and a["value"] == pytest.approx(m["fraud_score"], abs=1e-6)
 
 
 @pytest.mark.parametrize(

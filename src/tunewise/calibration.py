@@ -42,7 +42,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     Example:
         >>> p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
         >>> round(expected_calibration_error(p, np.array([0, 1, 0, 1])), 3)
-        0.325
+        0.35
     """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)

@@ -190,9 +190,10 @@ class Predictor:
         self.backend = self.scorer.name
         # temperature scaling fitted on dev after training (calibration.json); 1.0 without one
         self.calibration = None
-        if calibrated and not isinstance(model_dir, LoadedModel):
+        where = model_dir.directory if isinstance(model_dir, LoadedModel) else model_dir
+        if calibrated and where is not None:
             try:
-                self.calibration = load_calibration(model_dir)
+                self.calibration = load_calibration(where)
             except ValueError as e:
                 raise ModelError(str(e)) from None
         self.temperature = self.calibration.temperature if self.calibration else 1.0

@@ -257,6 +257,8 @@ def _shortcut_blocks(results: dict) -> list[Block]:
             f" Warning: the classes differ in form{which}. A model can score well on this data "
             "without reading the messages; the out-of-domain figures say more about the world."
         )
+    elif audit.get("note"):
+        text += " Surface features carry much of the signal: the out-of-domain figures matter here."
     markers = sorted({m for rates in audit["marker_rates"].values() for m in rates})
     rows = [
         [label, f"{audit['per_class_f1'].get(label, 0):.2f}", ", ".join(audit["top_features"].get(label, []))]

@@ -270,6 +270,7 @@ class LoadedModel:
     normalizer: NormalizerConfig
     max_length: int
     meta: dict
+    directory: Path | None = None  # where it was loaded from (its calibration lives there)
 
 
 @dataclass
@@ -339,4 +340,5 @@ def load_trained(directory: str | Path) -> LoadedModel:
         normalizer=info.normalizer,
         max_length=info.max_length,
         meta=info.meta,
+        directory=directory,
     )
