@@ -49,6 +49,7 @@ def _options(data: Path, out: Path, **kw) -> CompareOptions:
         seeds=2,
         epochs=2,
         split=(0.6, 0.2, 0.2),
+        background=0.2,  # general-text sentences in every run's training set, not counted as labels
     )
     base.update(kw)
     return CompareOptions(**base)
@@ -81,6 +82,7 @@ def test_every_recipe_fraction_and_seed_runs_on_one_split(compared):
         assert sum(map(sum, r["confusion_matrix"])) == 20  # the whole test split, every time
         assert r["train_seconds"] > 0 and r["peak_memory_mb"] > 50
         assert r["trainable_params"] <= r["total_params"]
+    assert results["background"] == 0.2
     # at one fraction and seed, every recipe saw the same number of labelled messages
     for f in (0.5, 1.0):
         for s in (0, 1):
@@ -156,6 +158,12 @@ def test_a_different_split_is_refused_not_overwritten(compared, small_data):
     with pytest.raises(CompareError, match="different data or another split"):
         run_comparison(_options(small_data, out, split_seed=7))
     assert (out / RESULTS_FILE).read_text(encoding="utf-8") == before
+
+
+def test_a_different_background_is_refused_not_mixed(compared, small_data):
+    out, _, _ = compared
+    with pytest.raises(CompareError, match="background"):
+        run_comparison(_options(small_data, out, background=0))
 
 
 def test_bad_options_are_clear_errors(small_data, tmp_path):

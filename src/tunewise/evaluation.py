@@ -22,6 +22,7 @@ from tunewise.data.split import text_key
 from tunewise.inference import DEFAULT_LONG_TEXT, LongText, Predictor
 from tunewise.metrics import classification_metrics
 from tunewise.ood import TestSet, evaluate_test_set
+from tunewise.threshold import ThresholdChoice, choose_threshold, no_normal_class_message
 from tunewise.training.checkpoint import write_json_atomic
 from tunewise.training.run import SPLIT_FILE
 
@@ -96,6 +97,41 @@ def select_examples(
     if not chosen:
         raise DataError(f"{data}: no rows to evaluate")
     return EvaluationData([r[0] for r in chosen], [r[1] for r in chosen], split, note)
+
+
+def threshold_for_precision(
+    predictor: Predictor,
+    model_dir: str | Path,
+    data: str | Path,
+    target_precision: float,
+    split: SplitChoice = "dev",
+    **columns,
+) -> ThresholdChoice:
+    """The fraud-score threshold that reaches ``target_precision`` on held-out data: the model's
+    own ``split`` (dev by default) when ``data`` is its training data, else all of ``data``.
+    The scores are the calibrated ones the model delivers. Not saved; ``choice.save(model_dir)``.
+
+    Example:
+        >>> p = Predictor("runs/sms")  # doctest: +SKIP
+        >>> threshold_for_precision(p, "runs/sms", "sms.csv", 0.98).threshold  # doctest: +SKIP
+        0.70
+    """
+    if predictor.normal_label is None:
+        raise DataError(no_normal_class_message(predictor.labels))
+    try:  # the model's own training data: its held-out split, never the training rows
+        chosen = select_examples(predictor, data, split, model_dir=model_dir, **columns)
+    except DataError as e:
+        if "belong to the model's" not in str(e) and "no stored" not in str(e):
+            raise
+        chosen = select_examples(predictor, data, "all", model_dir=model_dir, **columns)  # other data
+    results = predictor.predict(chosen.texts)
+    normal = predictor.labels.index(predictor.normal_label)
+    scores = np.array([r.fraud_score for r in results], dtype=float)
+    truth = np.array([label != normal for label in chosen.label_ids])
+    choice = choose_threshold(scores, truth, target_precision)
+    choice.data, choice.selection, choice.normal_label = str(data), chosen.note, predictor.normal_label
+    choice.temperature = predictor.temperature  # calibrated scores (temperature scaling)
+    return choice
 
 
 def evaluate_model(

@@ -65,6 +65,8 @@ class CompareOptions:
     # extra, out-of-domain test sets (tunewise.ood.TestSet) every run is scored on
     test_sets: list = field(default_factory=list)
     normal_label: str | None = None  # the "not fraud" class, when not recognisable by name
+    # general-text sentences added to every run's training set as normal, per labelled message
+    background: float = 0.0
     keep_models: bool = False
     # keep the weights (not the checkpoints) of the runs on all the labels, so the best one
     # can serve as the final model without training it again (``tunewise demo`` does)
@@ -204,6 +206,11 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         )
     results = results or {"runs": []}
     _check_same_recipes(results, recipes, out)
+    if results["runs"] and results.get("background", 0) != opts.background:
+        raise CompareError(
+            f"{out} holds runs trained with --background {results.get('background', 0):g}, not "
+            f"{opts.background:g}; use another --out (nothing was overwritten)"
+        )
     names = ([TFIDF] if opts.baseline else []) + list(recipes)
     results.update(
         {
@@ -224,6 +231,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "order": names,
             "test_sets": {t.name: str(t.path) for t in opts.test_sets},
             "shortcut_audit": data.report.shortcuts.to_dict() if data.report.shortcuts else None,
+            "background": opts.background,
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
     )
@@ -261,6 +269,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "normalizer": opts.normalizer.to_dict(),
             "test_sets": [[t.name, str(t.path)] for t in opts.test_sets],
             "normal_label": opts.normal_label,
+            "background": opts.background,
             "keep_checkpoints": opts.keep_models,
             "keep_weights": opts.keep_models or (opts.keep_full_models and fraction >= 1.0),
             "show_progress": opts.show_progress,

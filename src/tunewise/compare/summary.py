@@ -410,7 +410,7 @@ def generalisation(results: dict) -> list[str]:
         else:
             claim = f"{best} generalises best"
         if in_domain[1] == best:
-            claim += ", and is also best in domain"
+            claim += f"; {best} is also best in domain" if tied else ", and is also best in domain"
         else:
             claim += f", while {in_domain[1]} is best in domain (test macro-F1 {in_domain[0]:.3f})"
         lines.append(f"Out of domain ({name}, {metric}, {where}): {listed} — {claim}.")

@@ -61,6 +61,8 @@ def run_neural(job: dict) -> dict:
                 label_map=job["label_map"],
                 normalizer=NormalizerConfig(**job["normalizer"]),
                 normal_label=job.get("normal_label"),
+                background=job.get("background", 0),
+                audit=False,  # the comparison audited the data once, before its first run
                 show_progress=job["show_progress"],
                 log_with=None,
             ),
@@ -96,7 +98,7 @@ def run_neural(job: dict) -> dict:
             weights.unlink()
     fit = outcome.fit
     return {
-        "train_size": len(outcome.data.splits["train"]),
+        "train_size": _labelled(outcome.data.splits["train"]),
         "test_macro_f1": metrics["macro_f1"],
         "test_accuracy": metrics["accuracy"],
         "test_long_text": metrics["long_text"],  # how over-long test texts were scored
@@ -133,6 +135,13 @@ def _score_test_sets_neural(job: dict, run_dir: Path) -> dict:
     }
 
 
+def _labelled(examples) -> int:
+    """Training examples from the data (background sentences are not labels the user gave)."""
+    from tunewise.data.background import SOURCE
+
+    return sum(e.source != SOURCE for e in examples)
+
+
 def _set_aside(run_dir: Path) -> str:
     """Rename ``run_dir`` to the first free ``<name>.stale-N`` beside it; returns the new path."""
     n = 1
@@ -166,8 +175,16 @@ def run_tfidf(job: dict) -> dict:
         label_map=job["label_map"],
         audit=False,  # the comparison audited this data once already
     )
-    # the same subset train_model draws for this fraction and seed
-    train = subsample(data.splits["train"], job["fraction"], seed=job["seed"])
+    # the same subset train_model draws for this fraction and seed, and the same background
+    data.splits["train"] = subsample(data.splits["train"], job["fraction"], seed=job["seed"])
+    if job.get("background"):
+        from tunewise.threshold import resolve_normal_label
+        from tunewise.training.run import add_background
+
+        add_background(
+            data, job["background"], resolve_normal_label(data.labels, job.get("normal_label")), job["seed"]
+        )
+    train = data.splits["train"]
     index = {lab: i for i, lab in enumerate(data.labels)}
     start = time.perf_counter()
     model = fit_tfidf_svm(
@@ -202,7 +219,7 @@ def run_tfidf(job: dict) -> dict:
             ood[name]["threshold_source"] = "arg-max label (an SVM has no probabilities)"
             ood[name]["path"] = str(path)
     return {
-        "train_size": len(train),
+        "train_size": _labelled(train),
         "test_macro_f1": metrics["macro_f1"],
         "test_accuracy": metrics["accuracy"],
         "confusion_matrix": metrics["confusion_matrix"],

@@ -124,6 +124,19 @@ _PLACEHOLDER_RE = re.compile(
 )
 _PLACEHOLDER_PART_RE = re.compile("|".join(sorted(_PLACEHOLDER_TOKEN, key=len, reverse=True)))
 _X_MASK_RE = re.compile(r"(?<![A-Za-z])[xX]{2,}(?![A-Za-z])|[*＊]{3,}")
+# Corpora that mask digits with x ("x月x日", "xxx元", an 11-x phone number): a masked number is a
+# number, so it gets the same token as a real one (otherwise "x" itself becomes a class signal).
+_UNITS = (
+    "月|日|号|年|折|%|％|个|平|天|分|点|米|楼|岁|期|次|人|名|小时|周|套|件|张|秒|万|瓶|盒|份|位|款|斤|"
+    "克|台|辆|间|室|厅|卫|层|栋|条|支|种|项|倍|成|届|季|级|班|课|节|G|M|K"
+)
+_X_RUN = r"(?<![A-Za-z0-9])[xX]+(?:[.:：\-][xX]+)*"
+_MASKED_MONEY_RE = re.compile(_X_RUN + r"\s*(?:万|千|百|亿)?\s*(?:元|块钱|块)")
+_MASKED_NUMBER_RE = re.compile(_X_RUN + rf"(?=\s*(?:{_UNITS}))")
+_MASKED_PHONE_RE = re.compile(r"(?<![A-Za-z0-9])[xX]{7,}(?![A-Za-z0-9])")
+_MASKED_CODE_RE = re.compile(  # "尾号xxxx", "验证码：xxxxxx"
+    r"(尾号|编号|卡号|账号|验证码|单号|取件码|密码|工号|房号|订单号)(\s*[:：]?\s*)[xX]+(?![A-Za-z])"
+)
 
 _TLDS = "|".join(
     sorted(
@@ -176,6 +189,8 @@ class NormalizerConfig:
     # links typed by kind ([URL_BRAND], [URL_IP], [URL_ODD], [URL_SHORT]); models saved before
     # this option existed load with it off (``from_dict``), so they see what they trained on
     url_kinds: bool = True
+    # x-masked numbers ("x月x日", "xxx元") typed as numbers, money and phones, not [ANON]
+    masked_numbers: bool = True
 
     def to_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -188,7 +203,7 @@ class NormalizerConfig:
             >>> NormalizerConfig.from_dict({"fold_width": True}).url_kinds
             False
         """
-        return cls(**{"url_kinds": False, **stored})
+        return cls(**{"url_kinds": False, "masked_numbers": False, **stored})
 
 
 class SmsNormalizer:
@@ -221,6 +236,11 @@ class SmsNormalizer:
             text = self._opencc.convert(text)
         if cfg.type_entities:
             text = _PLACEHOLDER_RE.sub(_placeholder_tokens, text)
+            if cfg.masked_numbers:
+                text = _MASKED_MONEY_RE.sub(MONEY, text)
+                text = _MASKED_NUMBER_RE.sub(NUM, text)
+                text = _MASKED_PHONE_RE.sub(PHONE, text)
+                text = _MASKED_CODE_RE.sub(lambda m: m.group(1) + m.group(2) + NUM, text)
             text = _X_MASK_RE.sub(ANON, text)
             text = _URL_RE.sub(_url_token if cfg.url_kinds else URL, text)
             text = _ACCOUNT_RE.sub(lambda m: m.group(1) + ACCOUNT, text)

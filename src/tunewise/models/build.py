@@ -166,7 +166,8 @@ def build_model(
     _check_vocab_fits(pretrained, tokenizer, model)
     added = ensure_typed_tokens(tokenizer)
     if added:
-        model.resize_token_embeddings(len(tokenizer))
+        with quiet_transformers():  # its note on initialising new rows is ours to give, below
+            model.resize_token_embeddings(len(tokenizer))
         notes.append(f"added {added} typed tokens ([URL], [PHONE], …) to the vocabulary")
     apply_head(model, spec.head, len(labels))
     return BuiltModel(model, tokenizer, source, notes)

