@@ -365,6 +365,7 @@ def test_every_run_is_scored_out_of_domain_and_the_report_says_so(compared, out_
     markdown = files["markdown"].read_text(encoding="utf-8")
     assert "Out of domain: the extra test sets" in markdown and "other: ROC-AUC" in markdown
     assert "share flagged at 100%" in markdown
+    assert "| peak MiB | other: ROC-AUC |" in markdown  # a column in the every-run table
     assert files["in_vs_out"].is_file()
     assert any(line.startswith("Out of domain (other, ROC-AUC") for line in verdict(results))
     assert results["shortcut_audit"]["n"] == results["split_sizes"]["train"]

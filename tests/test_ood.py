@@ -110,6 +110,8 @@ def test_evaluate_scores_every_test_set(model, extra_sets, tmp_path):
     assert metrics["split"] == "test" and set(metrics["test_sets"]) == {"same", "legit"}
     s = metrics["test_sets"]["same"]
     assert s["n"] == 18 and "roc_auc" in s and 0 <= s["macro_f1"] <= 1  # its labels are the model's
+    # the fraud score's calibration error out of domain, with and without temperature scaling
+    assert 0 <= s["fraud_score_ece"] <= 1 and 0 <= s["fraud_score_ece_uncalibrated"] <= 1
     legit_summary = metrics["test_sets"]["legit"]
     assert legit_summary["fraud"] == 0 and set(legit_summary["per_label"]) == {"normal", "advertising"}
     assert "same (n=18): ROC-AUC" in result.stderr and "legit (n=7)" in result.stderr

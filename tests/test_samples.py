@@ -130,3 +130,15 @@ def test_data_card_counts_match_the_file():
     assert total in card
     by_label = Counter(r["label"] for r in _rows())
     assert f"{by_label['normal']} normal, {by_label['fraud']} fraud" in card
+
+
+def test_probe_set_is_held_out_and_unlike_the_samples():
+    """The probe set: both classes, loads cleanly, nothing near a sample message."""
+    from tunewise.samples import probe_sms_path
+
+    with probe_sms_path().open(encoding="utf-8", newline="") as f:
+        probe = list(csv.DictReader(f))
+    assert Counter(r["label"] for r in probe) == {"fraud": 150, "normal": 150}
+    assert not load_data(probe_sms_path()).problems
+    sim, i, j = _most_similar_pair([r["text"] for r in probe], [r["text"] for r in _rows()])
+    assert sim < 0.5, (sim, probe[i]["text"], _rows()[j]["text"])

@@ -163,12 +163,15 @@ def score_test_set(
     normal_label: str | None,
     threshold: float | None,
     predicted: list[str] | None = None,
+    uncalibrated_scores: np.ndarray | None = None,
 ) -> dict:
     """The figures of one test set from the model's outputs on it (see the module docstring).
 
     ``fraud_scores`` rank messages (higher: more likely fraud); ``flagged`` is the model's
     decision at ``threshold``; ``predicted`` (class names) enables multi-class figures when the
-    set's labels are the model's own.
+    set's labels are the model's own. When the scores are probabilities, pass the raw network's
+    too (``uncalibrated_scores``) to get the fraud score's calibration error with and without
+    temperature scaling.
 
     Example:
         >>> s = score_test_set("t", ["normal", "fraud", "normal"], np.array([0.1, 0.9, 0.6]),
@@ -216,6 +219,14 @@ def score_test_set(
                 "precision": float(is_fraud[flagged].mean()) if flagged.any() else None,
             }
         )
+    if uncalibrated_scores is not None:
+        from tunewise.calibration import expected_calibration_error
+
+        def ece(p: np.ndarray) -> float:
+            return expected_calibration_error(np.stack([1 - p, p], axis=1), is_fraud.astype(int))
+
+        result["fraud_score_ece"] = ece(np.clip(scores, 0, 1))
+        result["fraud_score_ece_uncalibrated"] = ece(np.clip(np.asarray(uncalibrated_scores, float), 0, 1))
     # one figure per set for tables and plots: ROC-AUC when the set has both classes, else the
     # share handled right at the threshold (legitimate ones passed, or fraud caught)
     if "roc_auc" in result:
@@ -258,8 +269,10 @@ def evaluate_test_set(
 
         raise DataError(f"--test-data {test_set.name}: " + no_normal_class_message(predictor.labels))
     data = load_test_set(test_set, label_map=label_map, text_column=text_column, label_column=label_column)
-    results = predictor.predict(data.texts)
-    scores = np.array([r.fraud_score for r in results], dtype=float)
+    logits, encoded = predictor.piece_logits(data.texts)
+    probs, raw = predictor.combine(logits, encoded), predictor.combine(logits, encoded, 1.0)
+    normal = predictor.labels.index(predictor.normal_label)
+    scores, raw_scores = 1.0 - probs[:, normal], 1.0 - raw[:, normal]
     threshold = predictor.threshold
     flagged = scores >= (threshold if threshold is not None else DEFAULT_THRESHOLD)
     summary = score_test_set(
@@ -270,7 +283,8 @@ def evaluate_test_set(
         model_labels=predictor.labels,
         normal_label=predictor.normal_label,
         threshold=threshold,
-        predicted=[r.label for r in results],
+        predicted=[predictor.labels[i] for i in probs.argmax(axis=1)],
+        uncalibrated_scores=raw_scores,
     )
     summary.update({"path": str(test_set.path), "skipped_rows": data.skipped})
     return summary

@@ -368,6 +368,8 @@ def _runs_table(results: dict) -> Block:
         "train s",
         "peak MiB",
     ]
+    sets = test_sets(results)  # one column per extra test set: its headline figure
+    header += [f"{name}: {metric}" for name, metric in sets.items()]
     rows = []
     for r in sorted(results["runs"], key=lambda r: (r["recipe"], r["fraction"], r["seed"])):
         rows.append(
@@ -382,8 +384,14 @@ def _runs_table(results: dict) -> Block:
                 f"{r['train_seconds']:,.1f}",
                 f"{r['peak_memory_mb']:,.0f}",
             ]
+            + [_headline(r, name) for name in sets]
         )
     return Block("table", header=header, rows=rows)
+
+
+def _headline(run: dict, name: str) -> str:
+    value = ((run.get("ood") or {}).get(name) or {}).get("headline")
+    return "—" if value is None else f"{value:.4f}"
 
 
 def render_markdown(blocks: list[Block], base: Path) -> str:
