@@ -224,6 +224,7 @@ def _test_data_option():
     return typer.Option(
         [],
         "--test-data",
+        metavar="NAME=PATH",
         help="An extra, out-of-domain test set as NAME=PATH (repeatable): scored as fraud vs not "
         "(ROC-AUC, PR-AUC, recall at precision 0.8/0.9, share flagged per label) and, when its labels "
         "are the model's, macro-F1.",
