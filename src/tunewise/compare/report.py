@@ -282,7 +282,7 @@ def _out_of_domain_blocks(results, names, table, fr, top, images) -> list[Block]
         Block("h2", "Out of domain: the extra test sets"),
         Block(
             "p",
-            "The same runs scored on data they were not drawn from "
+            "The same runs scored on data they were not drawn from — "
             + ", ".join(f"{n} ({results.get('test_sets', {}).get(n, '?')})" for n in sets)
             + ": fraud vs not, from the fraud score. ROC-AUC where a set has both; on a set of "
             "legitimate messages only, the share not flagged. Neural models flag at their threshold "
