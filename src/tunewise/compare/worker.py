@@ -164,6 +164,7 @@ def run_tfidf(job: dict) -> dict:
     from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
     from tunewise.data.prepare import prepare_data, subsample
     from tunewise.metrics import classification_metrics
+    from tunewise.threshold import resolve_normal_label
 
     data = prepare_data(
         job["data"],
@@ -177,13 +178,11 @@ def run_tfidf(job: dict) -> dict:
     )
     # the same subset train_model draws for this fraction and seed, and the same background
     data.splits["train"] = subsample(data.splits["train"], job["fraction"], seed=job["seed"])
+    normal_label = resolve_normal_label(data.labels, job.get("normal_label"))
     if job.get("background"):
-        from tunewise.threshold import resolve_normal_label
         from tunewise.training.run import add_background
 
-        add_background(
-            data, job["background"], resolve_normal_label(data.labels, job.get("normal_label")), job["seed"]
-        )
+        add_background(data, job["background"], normal_label, job["seed"])
     train = data.splits["train"]
     index = {lab: i for i, lab in enumerate(data.labels)}
     start = time.perf_counter()
@@ -193,19 +192,14 @@ def run_tfidf(job: dict) -> dict:
     seconds = time.perf_counter() - start
     metrics = classification_metrics(data.label_ids("test"), model.predict(data.texts("test")), data.labels)
     ood = {}
-    if job.get("test_sets"):
+    if job.get("test_sets"):  # run_comparison has checked that the labels have a normal class
         from tunewise.ood import TestSet, load_test_set, score_test_set
-        from tunewise.threshold import resolve_normal_label
 
-        normal_label = resolve_normal_label(data.labels, job.get("normal_label"))
-        normalize = SmsNormalizer(NormalizerConfig(**job["normalizer"]))
+        normal = data.labels.index(normal_label)
         for name, path in job["test_sets"]:
             test = load_test_set(TestSet(name, Path(path)), label_map=job["label_map"])
-            texts = normalize.batch(test.texts)
+            texts = data.normalizer.batch(test.texts)  # as the training texts were
             predicted = [data.labels[i] for i in model.predict(texts)]
-            normal = data.labels.index(normal_label) if normal_label is not None else None
-            if normal is None:
-                raise ValueError(f"test set {name}: the labels {data.labels} have no normal class")
             ood[name] = score_test_set(
                 name,
                 test.labels,
