@@ -1,12 +1,16 @@
-"""The full learning curve on real data: `tunewise compare` on Telecom_Fraud_Texts_5.
+"""The full learning curve on real data: `tunewise compare --tune` on Telecom_Fraud_Texts_5.
 
-Training from scratch (TextCNN), fine-tuning the bundled tunewise-mini-zh (`finetune-small`)
-and the TF-IDF + linear SVM reference, at 1%, 5%, 20% and 100% of the training labels,
-3 seeds each, on one fixed split (seed 0, 80/10/10). Every run picks its epoch on the dev
-split; figures are on the test split, which no choice looks at.
+Five arms — the TF-IDF + linear SVM reference, the TextCNN from scratch (`scratch`), the
+bundled encoder's architecture from random weights (`scratch-transformer`), fine-tuning the
+bundled tunewise-mini-zh (`finetune-small`) and fine-tuning after domain-adaptive pretraining
+on the training texts (`finetune-small-dapt`, ULMFiT) — at 1%, 5%, 20% and 100% of the
+training labels, 3 paired seeds each, on one fixed split (seed 0, 80/10/10). Every arm gets
+the same search (`--tune grid`: learning rate x1/3, x1, x3, epochs up to a step budget with
+early stopping), scored on a 20% validation slice of each run's own labels; figures are on
+the test split, which no choice looks at, with paired bootstrap intervals for every gap.
 
     python bench/learning_curve.py --data ../shared/data/telecom_fraud_5 \\
-        --label-map examples/telecom_fraud_5.labels.yaml --out runs/bench-learning-curve
+        --label-map examples/telecom_fraud_5.labels.yaml --out runs/bench-learning-curve-tuned
 
 Resumable (rerun the same command); --report-only writes the report from the runs finished
 so far without running any. Writes the comparison's results.json, report.md,
@@ -23,6 +27,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tunewise.compare import CompareOptions, load_results, print_comparison, run_comparison, write_report
+from tunewise.tuning import TuneSpec
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -33,12 +38,17 @@ def main() -> None:
     )
     parser.add_argument("--data", help="the labelled data (required unless --report-only)")
     parser.add_argument("--label-map")
-    parser.add_argument("--recipes", nargs="+", default=["scratch", "finetune-small"])
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["scratch", "scratch-transformer", "finetune-small", "finetune-small-dapt"],
+    )
+    parser.add_argument("--tune", choices=["grid", "lr-find", "off"], default="grid")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.2, 1.0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per message (SMS are short)")
     parser.add_argument("--pretrained", help="encoder for the fine-tuning recipes (default: bundled)")
-    parser.add_argument("--out", default="runs/bench-learning-curve")
+    parser.add_argument("--out", default="runs/bench-learning-curve-tuned")
     parser.add_argument("--save", action="store_true", help="copy results and plot into bench/results/")
     parser.add_argument(
         "--report-only",
@@ -66,6 +76,7 @@ def main() -> None:
                 pretrained=args.pretrained,
                 max_length=args.max_length,
                 label_map=args.label_map,
+                tune=None if args.tune == "off" else TuneSpec(method=args.tune),
             ),
             console=console,
         )
@@ -77,8 +88,8 @@ def main() -> None:
     console.print(f"report: {files['markdown']}")
     if args.save:
         RESULTS.mkdir(exist_ok=True)
-        shutil.copy(Path(args.out) / "results.json", RESULTS / "learning_curve.json")
-        shutil.copy(files["learning_curve"], RESULTS / "learning_curve.png")
+        shutil.copy(Path(args.out) / "results.json", RESULTS / "learning_curve_tuned.json")
+        shutil.copy(files["learning_curve"], RESULTS / "learning_curve_tuned.png")
         console.print(f"saved to {RESULTS}")
 
 

@@ -370,3 +370,44 @@ def test_every_run_is_scored_out_of_domain_and_the_report_says_so(compared, out_
     assert any(line.startswith("Out of domain (other, ROC-AUC") for line in verdict(results))
     assert results["shortcut_audit"]["n"] == results["split_sizes"]["train"]
     assert "## Shortcut audit" in markdown and "surface-only F1" in markdown
+
+
+def test_a_tuned_comparison_records_what_each_run_chose_and_the_gap_intervals(small_data, tmp_path):
+    """--tune: every arm gets the same search on a slice of its own labels; the report lists
+    what was chosen per run and an interval for every gap; a tuned directory refuses untuned runs."""
+    from tunewise.tuning import TuneSpec
+
+    out = tmp_path / "tuned"
+    spec = TuneSpec(grid=(0.5, 2.0), min_steps=4, max_epochs_factor=1)
+    # one neural arm is enough: every neural recipe goes through the same search
+    opts = _options(small_data, out, recipes=["scratch"], fractions=[1.0], background=0.0, tune=spec)
+    results = run_comparison(opts)
+    assert results["tune"]["grid"] == [0.5, 2.0] and len(results["test_keys"]) == 20
+    for run in results["runs"]:
+        assert run["train_size"] == 60  # the labels the run had: 48 trained, 12 chose
+        assert len(run["test_predictions"]) == 20 and -1 not in run["test_predictions"]
+        tuning = run["tuning"]
+        assert tuning["fit_size"] == 48
+        if run["recipe"] == "tfidf-svm":
+            assert tuning["chosen"]["C"] in (0.1, 1.0, 10.0) and tuning["validation_size"] == 12
+        else:
+            assert [t["multiplier"] for t in tuning["trials"]] == [0.5, 2.0]
+            chosen = tuning["chosen"]
+            assert chosen["validation_score"] == max(t["validation_score"] for t in tuning["trials"])
+            assert chosen["best_epoch"] == run["best_epoch"] and chosen["epochs_budget"] == 2
+            # the dev split chose nothing, so it is one more held-out score
+            assert 0 <= run["dev_macro_f1"] <= 1 and "validation_macro_f1" in tuning
+    # predictions agree with the stored figure: the pairs really are the test split's messages
+    from sklearn.metrics import f1_score
+
+    for run in results["runs"]:
+        f1 = f1_score(results["test_labels"], run["test_predictions"], average="macro", labels=[0, 1])
+        assert f1 == pytest.approx(run["test_macro_f1"])
+    files = write_report(results, out)
+    md = files["markdown"].read_text(encoding="utf-8")
+    assert "## Gaps and their confidence intervals" in md
+    assert re.search(r"\| tfidf-svm − scratch \| — \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", md)
+    assert "tuned (validation score per candidate, * chosen)" in md and "budget 2" in md
+    assert "choose the learning rate, the epoch and when to stop" in md
+    with pytest.raises(CompareError, match="tuned"):
+        run_comparison(_options(small_data, out, recipes=["scratch"], fractions=[1.0], background=0.0))

@@ -469,8 +469,8 @@ def compare(
     recipes: list[str] | None = typer.Option(
         None,
         "--recipes",
-        help="Recipes to compare, comma-separated or repeated (default: scratch and finetune, or "
-        "finetune-small with the bundled encoder).",
+        help="Recipes to compare, comma-separated or repeated (default: scratch, scratch-transformer and "
+        "finetune, or finetune-small with the bundled encoder).",
     ),
     fractions: list[str] | None = typer.Option(
         None,
@@ -500,6 +500,16 @@ def compare(
     test_data: list[str] = _test_data_option(),
     normal_label: str | None = _normal_label_option(),
     background: float = _background_option(),
+    tune: str | None = typer.Option(
+        None,
+        "--tune",
+        help="Give every recipe at every fraction the same search, scored on a validation slice of "
+        "the run's own labels: 'grid' (learning rate x1/3, x1, x3 of the recipe's) or 'lr-find' "
+        "(the range test's rate); epochs up to a step budget with early stopping. Default: no search.",
+    ),
+    tune_validation: float = typer.Option(
+        0.2, "--tune-validation", help="With --tune: the share of each run's labels held out to choose on."
+    ),
 ) -> None:
     """Measure recipes against each other across label fractions and seeds; write a report.
 
@@ -528,6 +538,7 @@ def compare(
         test_sets=_parse_test_sets(test_data),
         normal_label=normal_label,
         background=background,
+        tune=_tune_spec(tune, tune_validation),
     )
     try:
         results = run_comparison(opts, console=err)
@@ -542,10 +553,98 @@ def compare(
     err.print(f"report: {files['markdown']} and {files['html']}")
 
 
+def _tune_spec(method: str | None, validation: float):
+    from tunewise.tuning import TuneSpec
+
+    if method is None:
+        return None
+    if method not in ("grid", "lr-find"):
+        _fail(f"--tune takes 'grid' or 'lr-find', got {method!r}")
+    if not 0 < validation < 1:
+        _fail(f"--tune-validation must be a share in (0, 1), got {validation:g}")
+    return TuneSpec(method=method, validation=validation)
+
+
+@app.command("lr-find")
+def lr_find_cmd(
+    data: Path = typer.Option(..., "--data", help="Labelled data file or folder."),
+    recipe: str = typer.Option(..., "--recipe", help="Built-in recipe name or a YAML file."),
+    out_dir: Path = typer.Option(
+        Path("runs/lr-find"), "--out", help="Where lr_find.png and lr_find.json go."
+    ),
+    pretrained: str | None = typer.Option(None, "--pretrained", help="Encoder for a pretrained recipe."),
+    seed: int = typer.Option(0, "--seed"),
+    label_fraction: float = typer.Option(1.0, "--label-fraction", help="As in train."),
+    steps: int = typer.Option(100, "--steps", help="Batches the rate grows over."),
+    start_lr: float = typer.Option(1e-7, "--start-lr"),
+    end_lr: float = typer.Option(1.0, "--end-lr"),
+    label_map: Path | None = typer.Option(None, "--label-map", help="YAML mapping labels onto one taxonomy."),
+    text_column: str | None = typer.Option(None, "--text-column"),
+    label_column: str | None = typer.Option(None, "--label-column"),
+    max_length: int | None = typer.Option(None, "--max-length", help="Override the recipe's max tokens."),
+) -> None:
+    """Learning-rate range test (Smith 2015; fastai's lr_find): train briefly with the rate
+    growing from --start-lr to --end-lr, plot loss against rate, suggest one. Nothing is saved
+    but the plot and the figures; the model is thrown away."""
+    from tunewise.recipes.schema import load_recipe
+    from tunewise.training.checkpoint import write_json_atomic
+    from tunewise.training.run import TrainOptions
+    from tunewise.tuning import range_test
+
+    try:
+        spec = load_recipe(recipe)
+        if max_length is not None:
+            spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_length": max_length})})
+        result = range_test(
+            TrainOptions(
+                data=data,
+                recipe=spec,
+                out=out_dir,
+                pretrained=pretrained,
+                seed=seed,
+                label_fraction=label_fraction,
+                text_column=text_column,
+                label_column=label_column,
+                label_map=label_map,
+                show_progress=False,
+                log_with=None,
+            ),
+            err,
+            num_steps=steps,
+            start_lr=start_lr,
+            end_lr=end_lr,
+        )
+    except _user_errors() as e:
+        _fail(str(e))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = result.plot(out_dir / "lr_find.png")
+    write_json_atomic(out_dir / "lr_find.json", result.to_dict())
+    shown = sorted({round(i * (len(result.lrs) - 1) / 9) for i in range(10)}) if result.lrs else []
+    for i in shown:
+        err.print(f"  lr {result.lrs[i]:.1e}  loss {result.losses[i]:.4f}")
+    for note in result.notes:
+        err.print(f"[yellow]note[/] {note}")
+    err.print(f"plot: {plot}")
+    out.print(
+        json.dumps(
+            {
+                "suggested_lr": result.suggested_lr,
+                "recipe_lr": result.recipe_lr,
+                "multiplier": round(result.multiplier, 4),
+                "steps": len(result.lrs),
+                "stopped_early": result.stopped_early,
+            }
+        )
+    )
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report and the final model go."),
     test_data: list[str] = _test_data_option(),
+    tune: str | None = typer.Option(
+        None, "--tune", help="As in compare: 'grid' or 'lr-find' (slower; see BENCHMARKS.md)."
+    ),
 ) -> None:
     """The main job on embedded defaults: compare scratch vs fine-tuning the bundled encoder on
     the bundled sample SMS (and out of domain, on the bundled probe set), write the report, keep
@@ -553,7 +652,7 @@ def demo(
     from tunewise.demo import DemoOptions, run_demo
 
     try:
-        options = DemoOptions(out=out_dir)
+        options = DemoOptions(out=out_dir, tune=_tune_spec(tune, 0.2))
         options.test_sets += _parse_test_sets(test_data)
         run_demo(options, console=out)
     except _user_errors() as e:

@@ -74,6 +74,9 @@ class DemoOptions:
     # out-of-domain test sets (tunewise.ood.TestSet) for every run and the final model: the
     # embedded probe set, plus whatever --test-data adds
     test_sets: list = field(default_factory=_default_test_sets)
+    # the same search for every recipe (tunewise.tuning.TuneSpec); off by default: measured in
+    # BENCHMARKS.md, it does not fit the demo's 10-minute budget on 2 CPU cores
+    tune: object | None = None
 
 
 def _demo_recipes(opts: DemoOptions, out: Path) -> list[str]:
@@ -157,6 +160,7 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
             keep_full_models=True,
             test_sets=list(opts.test_sets),
             background=opts.background,
+            tune=opts.tune,
         ),
         console=console,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +35,7 @@ class EvaluationData:
     label_ids: list[int]
     split: str
     note: str
+    keys: list[str] = field(default_factory=list)  # text_key of each row, to pair runs by message
 
 
 def select_examples(
@@ -96,7 +97,7 @@ def select_examples(
             raise DataError(f"none of the rows of {data} belong to the model's {split} split")
     if not chosen:
         raise DataError(f"{data}: no rows to evaluate")
-    return EvaluationData([r[0] for r in chosen], [r[1] for r in chosen], split, note)
+    return EvaluationData([r[0] for r in chosen], [r[1] for r in chosen], split, note, [r[2] for r in chosen])
 
 
 def threshold_for_precision(
@@ -148,6 +149,7 @@ def evaluate_model(
     progress: Callable[[int], None] | None = None,
     test_sets: list[TestSet] | tuple[TestSet, ...] = (),
     normal_label: str | None = None,
+    return_predictions: bool = False,
 ) -> dict:
     """Evaluate ``model_dir`` on ``data`` and on each extra test set; write ``metrics.json``
     (the extra sets under ``test_sets``) + ``confusion_matrix.png``. ``data`` may be ``None``
@@ -207,6 +209,8 @@ def evaluate_model(
     )
     write_json_atomic(out / "metrics.json", metrics)
     plot_confusion_matrix(metrics, out / "confusion_matrix.png")
+    if return_predictions:  # returned, not written: a comparison pairs runs message by message
+        metrics["predictions"] = dict(zip(chosen.keys, probs.argmax(1).tolist(), strict=True))
     return metrics
 
 

@@ -33,3 +33,20 @@ def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[st
         "confusion_matrix": confusion_matrix(y_true_a, y_pred_a, labels=ids).tolist(),
         "n": int(len(y_true_a)),
     }
+
+
+def majority_baseline(train_ids: list[int], dev_ids: list[int], labels: list[str], metric: str) -> float:
+    """The dev ``metric`` of always predicting the commonest training class.
+
+    A model that scores no better has not started learning: early stopping waits for it.
+
+    Example:
+        >>> round(majority_baseline([0, 0, 1], [0, 1, 1, 2], ["a", "b", "c"], "macro_f1"), 3)
+        0.133
+        >>> majority_baseline([0, 0, 1], [0, 1, 1, 2], ["a", "b", "c"], "accuracy")
+        0.25
+    """
+    if not train_ids or not dev_ids:
+        return 0.0
+    commonest = int(np.bincount(np.asarray(train_ids), minlength=len(labels)).argmax())
+    return float(classification_metrics(dev_ids, [commonest] * len(dev_ids), labels)[metric])

@@ -14,16 +14,20 @@ from pathlib import Path
 
 from tunewise.compare.summary import (
     TFIDF,
+    adapted_pair,
     cells,
     describe_recipe,
     fmt_count,
     fmt_fraction,
     fmt_score,
     fractions,
+    gap_ci,
+    init_only_pair,
     recipe_order,
     test_sets,
     verdict,
 )
+from tunewise.tuning import TuneSpec, describe_tuning
 
 
 @dataclass
@@ -191,13 +195,15 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
             "p",
             f"Data: {results.get('data')} — {len(results.get('labels', []))} labels, "
             f"{sizes.get('train', '?')} train / {sizes.get('dev', '?')} dev / {sizes.get('test', '?')} test "
-            f"messages (split seed {results.get('split_seed')}). Every run trains on a stratified "
-            "fraction of the same training split, picks its best epoch on the same dev split and "
-            "is scored once on the same test split; figures are test macro-F1, mean ± sd over seeds "
+            f"messages (split seed {results.get('split_seed')}). " + _protocol(results) + " Figures are "
+            "test macro-F1, mean ± sd over seeds "
             f"{', '.join(map(str, results.get('seeds', [])))}.",
         ),
         Block("h2", "Verdict"),
         Block("ul", items=verdict(results) or ["Not enough finished runs for a verdict yet."]),
+    ]
+    blocks += _gap_blocks(results)
+    blocks += [
         Block("h2", "Test macro-F1 by label fraction"),
         Block(
             "table",
@@ -223,7 +229,11 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
     if "training_curves" in images:
         blocks += [
             Block("h2", "Training curves"),
-            Block("p", "Dev loss and dev macro-F1 per epoch (first seed), one line per label fraction."),
+            Block(
+                "p",
+                ("Validation-slice" if results.get("tune") else "Dev")
+                + " loss and macro-F1 per epoch (first seed), one line per label fraction.",
+            ),
             Block("img", str(images["training_curves"]), items=["training curves"]),
         ]
     confusions = [(k, v) for k, v in images.items() if k.startswith("confusion:")]
@@ -237,6 +247,61 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
     if command:
         blocks += [Block("h2", "Reproduce"), Block("code", command)]
     return blocks
+
+
+def _protocol(results: dict) -> str:
+    """How runs chose their settings: on dev, or (``--tune``) on a slice of their own labels."""
+    tune = results.get("tune")
+    if not tune:
+        return (
+            "Every run trains on a stratified fraction of the same training split, picks its best "
+            "epoch on the same dev split and is scored once on the same test split."
+        )
+    return (
+        "Every run trains on a stratified fraction of the same training split and is tuned with "
+        f"the same budget ({TuneSpec(**{**tune, 'grid': tuple(tune['grid'])}).describe()}): "
+        f"{1 - tune['validation']:.0%} of its labels train, the other {tune['validation']:.0%} choose "
+        "the learning rate, the epoch and when to stop (the TF-IDF reference's C likewise); the best "
+        "candidate is the run's model. The dev and test splits choose nothing; figures are scored "
+        "once on test."
+    )
+
+
+def _gap_blocks(results: dict) -> list[Block]:
+    """Every pair of recipes at every fraction: the gap with its paired bootstrap interval."""
+    names = recipe_order(results)
+    rows = []
+    pair = init_only_pair(results)
+    adapted = adapted_pair(results)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            note = ""
+            if pair and {a, b} == set(pair):
+                note = "same architecture; differ in initialisation"
+            elif adapted and {a, b} == set(adapted):
+                note = "differ only in domain-adaptive pretraining"
+            cells_ = []
+            for f in fractions(results):
+                ci = gap_ci(results, a, b, f)
+                cells_.append("—" if ci is None else ci.fmt() + (" tie" if ci.tie else ""))
+            if any(c != "—" for c in cells_):
+                rows.append([f"{a} − {b}", note or "—", *cells_])
+    if not rows:
+        return []
+    return [
+        Block("h2", "Gaps and their confidence intervals"),
+        Block(
+            "p",
+            "Test macro-F1 points, first recipe minus second, mean over the seeds both ran, with a "
+            "95% paired bootstrap interval (test messages and seed pairs resampled, 2,000 times; "
+            "tunewise.compare.stats). An interval that includes zero is a tie.",
+        ),
+        Block(
+            "table",
+            header=["gap", "pair", *[fmt_fraction(f) for f in fractions(results)]],
+            rows=rows,
+        ),
+    ]
 
 
 def _shortcut_blocks(results: dict) -> list[Block]:
@@ -368,6 +433,9 @@ def _runs_table(results: dict) -> Block:
         "train s",
         "peak MiB",
     ]
+    tuned = any(r.get("tuning") for r in results["runs"])
+    if tuned:
+        header.append("tuned (validation score per candidate, * chosen)")
     sets = test_sets(results)  # one column per extra test set: its headline figure
     header += [f"{name}: {metric}" for name, metric in sets.items()]
     rows = []
@@ -384,6 +452,7 @@ def _runs_table(results: dict) -> Block:
                 f"{r['train_seconds']:,.1f}",
                 f"{r['peak_memory_mb']:,.0f}",
             ]
+            + ([describe_tuning(r)] if tuned else [])
             + [_headline(r, name) for name in sets]
         )
     return Block("table", header=header, rows=rows)

@@ -29,6 +29,7 @@ from tunewise.pretrained import BUNDLED_DIR, resolve_pretrained
 from tunewise.recipes.schema import Recipe, load_recipe
 from tunewise.threshold import no_normal_class_message, resolve_normal_label
 from tunewise.training.checkpoint import write_json_atomic
+from tunewise.tuning import TuneSpec, describe_tuning
 
 RESULTS_FILE = "results.json"
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
@@ -67,6 +68,8 @@ class CompareOptions:
     normal_label: str | None = None  # the "not fraud" class, when not recognisable by name
     # general-text sentences added to every run's training set as normal, per labelled message
     background: float = 0.0
+    # the same search for every recipe at every fraction (tunewise.tuning.TuneSpec); None: none
+    tune: TuneSpec | None = None
     keep_models: bool = False
     # keep the weights (not the checkpoints) of the runs on all the labels, so the best one
     # can serve as the final model without training it again (``tunewise demo`` does)
@@ -76,17 +79,21 @@ class CompareOptions:
 
 
 def default_recipes(pretrained: str | None) -> list[str]:
-    """``scratch`` and the fine-tuning recipe that suits the encoder: ``finetune`` (rates for
-    BERT-base-sized checkpoints), or ``finetune-small`` for the bundled mini encoder, which
-    ``finetune``'s 5e-5 barely moves (BENCHMARKS.md: 0.44 vs 0.80 macro-F1 at 1% labels).
+    """The arms of a comparison (beside the TF-IDF reference): the TextCNN from scratch, the
+    fine-tuned encoder's own architecture from random weights (``scratch-transformer``: only
+    the initialisation differs from fine-tuning), and the fine-tuning recipe that suits the
+    encoder: ``finetune`` (rates for BERT-base-sized checkpoints), or ``finetune-small`` for
+    the bundled mini encoder, which ``finetune``'s 5e-5 barely moves (BENCHMARKS.md).
 
     Example:
-        >>> default_recipes("bert-base-chinese"), default_recipes(None)
-        (['scratch', 'finetune'], ['scratch', 'finetune-small'])
+        >>> default_recipes("bert-base-chinese")
+        ['scratch', 'scratch-transformer', 'finetune']
+        >>> default_recipes(None)
+        ['scratch', 'scratch-transformer', 'finetune-small']
     """
     resolved = resolve_pretrained(pretrained)
     bundled = resolved is not None and Path(resolved).parent == BUNDLED_DIR
-    return ["scratch", "finetune-small" if bundled or resolved is None else "finetune"]
+    return ["scratch", "scratch-transformer", "finetune-small" if bundled or resolved is None else "finetune"]
 
 
 def run_key(recipe: str, fraction: float, seed: int) -> str:
@@ -206,6 +213,13 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         )
     results = results or {"runs": []}
     _check_same_recipes(results, recipes, out)
+    tune = json.loads(json.dumps(asdict(opts.tune))) if opts.tune else None  # as results.json has it
+    if results["runs"] and results.get("tune") != tune:
+        before = f"tuned with {results.get('tune')}" if results.get("tune") else "not tuned"
+        raise CompareError(
+            f"{out} holds runs {before}; this comparison asks for "
+            f"{'tuning ' + str(tune) if tune else 'no tuning'}. Use another --out (nothing was overwritten)"
+        )
     if results["runs"] and results.get("background", 0) != opts.background:
         raise CompareError(
             f"{out} holds runs trained with --background {results.get('background', 0):g}, not "
@@ -232,6 +246,11 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "test_sets": {t.name: str(t.path) for t in opts.test_sets},
             "shortcut_audit": data.report.shortcuts.to_dict() if data.report.shortcuts else None,
             "background": opts.background,
+            "tune": tune,
+            # the test split's messages (text keys) and true labels: each run's predictions are
+            # stored in this order, so two runs can be compared message by message
+            "test_keys": data.split_keys()["test"],
+            "test_labels": data.label_ids("test"),
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
     )
@@ -270,6 +289,9 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "test_sets": [[t.name, str(t.path)] for t in opts.test_sets],
             "normal_label": opts.normal_label,
             "background": opts.background,
+            "tune": tune,
+            "n_labelled": n_train,
+            "encoder_cache": str(out / "encoders"),
             "keep_checkpoints": opts.keep_models,
             "keep_weights": opts.keep_models or (opts.keep_full_models and fraction >= 1.0),
             "show_progress": opts.show_progress,
@@ -282,6 +304,9 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         )
         started = time.perf_counter()
         record = _run_in_child(context, job, key)
+        by_key = record.pop("test_predictions", None) or {}
+        # -1: a test message the run did not score (it never happens with the data unchanged)
+        record["test_predictions"] = [by_key.get(k, -1) for k in results["test_keys"]] if by_key else None
         record.update(
             {
                 "key": key,
@@ -296,6 +321,8 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
         resumed = f" · resumed from {record['resumed_from']}" if record.get("resumed_from") else ""
         if record.get("set_aside"):
             resumed += f" · an unfinished run with other settings was moved to {record['set_aside']}"
+        if record.get("tuning"):
+            console.print(f"    tuned: {describe_tuning(record)}")
         console.print(
             f"    test macro-F1 {record['test_macro_f1']:.4f} · accuracy {record['test_accuracy']:.4f} · "
             f"train {record['train_seconds']:.1f}s · peak memory {record['peak_memory_mb']:.0f} MiB{resumed}"

@@ -44,50 +44,70 @@ def run_neural(job: dict) -> dict:
     run_dir = Path(job["run_dir"])
     recipe = Recipe.model_validate(job["recipe"])
 
-    def train(resume: bool):
-        return train_model(
-            TrainOptions(
-                data=job["data"],
-                recipe=recipe,
-                out=run_dir,
-                pretrained=job["pretrained"],
-                seed=job["seed"],
-                split_seed=job["split_seed"],
-                resume=resume,
-                label_fraction=job["fraction"],
-                split=tuple(job["split"]),
-                text_column=job["text_column"],
-                label_column=job["label_column"],
-                label_map=job["label_map"],
-                normalizer=NormalizerConfig(**job["normalizer"]),
-                normal_label=job.get("normal_label"),
-                background=job.get("background", 0),
-                audit=False,  # the comparison audited the data once, before its first run
-                show_progress=job["show_progress"],
-                log_with=None,
-            ),
-            console=console,
+    def options(resume: bool) -> TrainOptions:
+        return TrainOptions(
+            data=job["data"],
+            recipe=recipe,
+            out=run_dir,
+            pretrained=job["pretrained"],
+            seed=job["seed"],
+            split_seed=job["split_seed"],
+            resume=resume,
+            label_fraction=job["fraction"],
+            split=tuple(job["split"]),
+            text_column=job["text_column"],
+            label_column=job["label_column"],
+            label_map=job["label_map"],
+            normalizer=NormalizerConfig(**job["normalizer"]),
+            normal_label=job.get("normal_label"),
+            background=job.get("background", 0),
+            audit=False,  # the comparison audited the data once, before its first run
+            encoder_cache=job.get("encoder_cache"),
+            show_progress=job["show_progress"],
+            log_with=None,
         )
 
+    def train(resume: bool):
+        return train_model(options(resume), console=console)
+
     set_aside = None
-    try:
-        outcome = train(resume=latest_checkpoint(run_dir / "checkpoints") is not None)
-    except ResumeMismatch:
-        # an unfinished run left by a comparison with other settings (the comparison's own
-        # results.json already matched, so this run is not one of its finished ones): it
-        # cannot be continued, and it is not deleted either, only moved out of the way
-        set_aside = _set_aside(run_dir)
-        outcome = train(resume=False)
+    tuning = None
+    if job.get("tune"):
+        from tunewise.tuning import TuneSpec, tune_and_train
+
+        spec = TuneSpec(**{**job["tune"], "grid": tuple(job["tune"]["grid"])})
+        tuned = tune_and_train(options(resume=False), spec, job["n_labelled"], console=console)
+        fit, dev_metrics, tuning = tuned.fit, tuned.dev_metrics, tuned.to_dict()
+        # the labels the run had; ``fit_size`` of them trained, the rest chose
+        train_size, tuning["fit_size"] = job["n_labelled"], tuned.train_size
+    else:
+        try:
+            outcome = train(resume=latest_checkpoint(run_dir / "checkpoints") is not None)
+        except ResumeMismatch:
+            # an unfinished run left by a comparison with other settings (the comparison's own
+            # results.json already matched, so this run is not one of its finished ones): it
+            # cannot be continued, and it is not deleted either, only moved out of the way
+            set_aside = _set_aside(run_dir)
+            outcome = train(resume=False)
+        fit, dev_metrics = outcome.fit, outcome.dev_metrics
+        train_size = _labelled(outcome.data.splits["train"])
     # over-long texts truncated, as the dev scores that chose the epoch were: scoring test
     # another way (windows) measured 3-7 points lower and made dev and test disagree
+    columns = {"text_column": job["text_column"], "label_column": job["label_column"]}
+    if tuning is not None:  # the dev split chose nothing: it is one more held-out score
+        held_out = evaluate_model(
+            run_dir, job["data"], split="dev", long_text="truncate", label_map=job["label_map"], **columns
+        )
+        tuning["validation_macro_f1"] = dev_metrics["macro_f1"]
+        dev_metrics = {**dev_metrics, "macro_f1": held_out["macro_f1"]}
     metrics = evaluate_model(
         run_dir,
         job["data"],
         split="test",
         long_text="truncate",
-        text_column=job["text_column"],
-        label_column=job["label_column"],
         label_map=job["label_map"],
+        return_predictions=True,
+        **columns,
     )
     ood = _score_test_sets_neural(job, run_dir)
     # the figures are what a comparison keeps; 36 copies of an encoder are not
@@ -96,16 +116,19 @@ def run_neural(job: dict) -> dict:
     if not job["keep_weights"]:
         for weights in run_dir.glob("*.safetensors"):
             weights.unlink()
-    fit = outcome.fit
     return {
-        "train_size": _labelled(outcome.data.splits["train"]),
+        "train_size": train_size,
         "test_macro_f1": metrics["macro_f1"],
         "test_accuracy": metrics["accuracy"],
         "test_long_text": metrics["long_text"],  # how over-long test texts were scored
         "test_long_texts": metrics["long_texts"],
         "confusion_matrix": metrics["confusion_matrix"],
-        "dev_macro_f1": outcome.dev_metrics["macro_f1"],
-        "train_seconds": fit.wall_time_s,
+        "test_predictions": metrics["predictions"],  # text key -> label id, to pair runs
+        "dev_macro_f1": dev_metrics["macro_f1"],
+        # a tuned run: the search's candidates and what it chose (tunewise.tuning)
+        "tuning": tuning,
+        # every candidate's training time: what the run cost, search included
+        "train_seconds": sum(t["train_seconds"] for t in tuning["trials"]) if tuning else fit.wall_time_s,
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
         "trainable_params": max(s["trainable_params"] for s in fit.stages)
@@ -163,6 +186,7 @@ def run_tfidf(job: dict) -> dict:
     from tunewise.baseline import fit_tfidf_svm
     from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
     from tunewise.data.prepare import prepare_data, subsample
+    from tunewise.data.split import text_key
     from tunewise.metrics import classification_metrics
     from tunewise.threshold import resolve_normal_label
 
@@ -179,18 +203,42 @@ def run_tfidf(job: dict) -> dict:
     # the same subset train_model draws for this fraction and seed, and the same background
     data.splits["train"] = subsample(data.splits["train"], job["fraction"], seed=job["seed"])
     normal_label = resolve_normal_label(data.labels, job.get("normal_label"))
+    index = {lab: i for i, lab in enumerate(data.labels)}
+    select_on = data.splits["dev"]
+    labelled = _labelled(data.splits["train"])
+    if job.get("tune"):  # C chosen on the same validation slice the neural runs choose on
+        from tunewise.data.prepare import split_off
+
+        data.splits["train"], select_on = split_off(
+            data.splits["train"], job["tune"]["validation"], job["seed"]
+        )
     if job.get("background"):
         from tunewise.training.run import add_background
 
         add_background(data, job["background"], normal_label, job["seed"])
     train = data.splits["train"]
-    index = {lab: i for i, lab in enumerate(data.labels)}
     start = time.perf_counter()
     model = fit_tfidf_svm(
-        [e.text for e in train], [index[e.label] for e in train], data.texts("dev"), data.label_ids("dev")
+        [e.text for e in train],
+        [index[e.label] for e in train],
+        [e.text for e in select_on],
+        [index[e.label] for e in select_on],
     )
     seconds = time.perf_counter() - start
-    metrics = classification_metrics(data.label_ids("test"), model.predict(data.texts("test")), data.labels)
+    predicted_test = model.predict(data.texts("test"))
+    metrics = classification_metrics(data.label_ids("test"), predicted_test, data.labels)
+    dev_f1 = model.validation_macro_f1
+    tuning = None
+    if job.get("tune"):
+        dev_f1 = classification_metrics(data.label_ids("dev"), model.predict(data.texts("dev")), data.labels)[
+            "macro_f1"
+        ]
+        tuning = {
+            "chosen": {"C": model.c},
+            "validation_macro_f1": model.validation_macro_f1,
+            "validation_size": len(select_on),
+            "fit_size": _labelled(data.splits["train"]),
+        }
     ood = {}
     if job.get("test_sets"):  # run_comparison has checked that the labels have a normal class
         from tunewise.ood import TestSet, load_test_set, score_test_set
@@ -213,11 +261,15 @@ def run_tfidf(job: dict) -> dict:
             ood[name]["threshold_source"] = "arg-max label (an SVM has no probabilities)"
             ood[name]["path"] = str(path)
     return {
-        "train_size": _labelled(train),
+        "train_size": labelled,
         "test_macro_f1": metrics["macro_f1"],
         "test_accuracy": metrics["accuracy"],
         "confusion_matrix": metrics["confusion_matrix"],
-        "dev_macro_f1": model.validation_macro_f1,
+        "test_predictions": {
+            text_key(e.text, e.label): p for e, p in zip(data.splits["test"], predicted_test, strict=True)
+        },
+        "dev_macro_f1": dev_f1,
+        "tuning": tuning,
         "train_seconds": seconds,
         "best_epoch": None,
         "epochs_run": None,

@@ -99,6 +99,9 @@ class PreparedData:
     labels: list[str]
     report: DataReport
     normalizer: SmsNormalizer
+    # the whole training split's texts, kept before a labelled fraction is drawn (a recipe's
+    # domain-adaptive pretraining reads them with the labels unused)
+    unlabelled_texts: list[str] = field(default_factory=list)
 
     def texts(self, split: str) -> list[str]:
         return [e.text for e in self.splits[split]]
@@ -205,14 +208,34 @@ def split_off(examples: list[Example], fraction: float, seed: int = 0) -> tuple[
     """Split ``examples`` into (rest, held) with ``held`` a stratified ``fraction`` of them.
 
     Used to carve a validation set out of a training split, so that model selection never
-    looks at the split a figure is reported on.
+    looks at the split a figure is reported on. Each label with two or more examples gives
+    at least one to ``held`` and keeps at least one in ``rest``; a label seen once stays in
+    ``rest`` (a class the model never trains on cannot be learned, whatever it is scored on).
 
     Example:
         >>> exs = [Example(str(i), "ab"[i % 2], "x", i) for i in range(80)]
         >>> rest, held = split_off(exs, 0.125)
         >>> len(rest), len(held), sorted({e.label for e in held})
         (70, 10, ['a', 'b'])
+        >>> [len(part) for part in split_off(exs[:3], 0.5)]  # a: 2 examples, b: 1
+        [2, 1]
     """
-    held = subsample(examples, fraction, seed=seed)
+    import random
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out share must be in (0, 1), got {fraction}")
+    rng = random.Random(seed)
+    by_label: dict[str | None, list[Example]] = {}
+    for ex in examples:
+        by_label.setdefault(ex.label, []).append(ex)
+    held: list[Example] = []
+    for label in sorted(by_label, key=str):
+        group = by_label[label]
+        if len(group) < 2:
+            continue
+        k = min(len(group) - 1, max(1, round(len(group) * fraction)))
+        held.extend(rng.sample(group, k))
     keys = {(e.source, e.line) for e in held}
-    return [e for e in examples if (e.source, e.line) not in keys], held
+    return [e for e in examples if (e.source, e.line) not in keys], sorted(
+        held, key=lambda e: (e.source, e.line)
+    )

@@ -151,7 +151,17 @@ class StageSpec(_Strict):
 
 
 class EarlyStoppingSpec(_Strict):
+    """When a stage may end early: after ``patience`` epochs without a better dev score.
+
+    The patience a stage gets is the larger of ``patience`` and ``patience_ratio`` of its
+    epochs, so a 300-epoch stage on 50 labels is not held to a 30-epoch stage's patience;
+    the epochs a warm-up schedule spends raising the rate do not count; and no stage ends
+    before the run's best dev score beats the majority-class baseline (a model still
+    predicting one class has not started learning, whatever its patience says).
+    """
+
     patience: Annotated[int, Field(ge=1)] = 3
+    patience_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
@@ -160,6 +170,22 @@ class LossSpec(_Strict):
     gamma: Annotated[float, Field(ge=0)] = 2.0
     class_weight: Literal["balanced"] | None = None
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class DomainAdaptationSpec(_Strict):
+    """ULMFiT's middle step as a stage before fine-tuning: masked-language-model training of
+    the pretrained encoder on the run's own training texts, labels unused (domain-adaptive
+    pretraining, ``tunewise pretrain --from``), then fine-tuning from the adapted encoder.
+
+    The texts are the whole training split's — the unlabelled rest and the labelled fraction
+    alike, as ULMFiT fine-tunes its language model on all the target text — never dev or test.
+    """
+
+    epochs: Annotated[int, Field(ge=1)] = 1
+    lr: Annotated[float, Field(gt=0)] = 5e-4
+    mask_probability: Annotated[float, Field(gt=0, lt=1)] = 0.4
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    max_length: Annotated[int, Field(ge=8, le=8192)] = 128
 
 
 class Recipe(_Strict):
@@ -188,6 +214,15 @@ class Recipe(_Strict):
     loss: LossSpec = LossSpec()
     max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    domain_adaptation: DomainAdaptationSpec | None = None
+
+    @model_validator(mode="after")
+    def _adapt_pretrained_only(self) -> Recipe:
+        if self.domain_adaptation is not None and self.model.init != "pretrained":
+            raise ValueError(
+                "domain_adaptation continues a pretrained encoder; it needs model.init: pretrained"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stages_cover_epochs(self) -> Recipe:

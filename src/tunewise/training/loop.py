@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from tunewise.data.augment import TextAugmenter
+from tunewise.metrics import majority_baseline
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.batching import Collator, LengthBucketBatchSampler, TextDataset
 from tunewise.training.checkpoint import (
@@ -232,7 +233,8 @@ def fit(
                 state.epochs_without_improvement = 0
                 if accelerator.is_main_process:
                     save_weights_atomic(accelerator.unwrap_model(model), ckpt_dir / BEST_WEIGHTS)
-            else:
+            elif state.stage_epoch > warmup_epochs(recipe, stage):
+                # epochs spent warming the rate up are not a verdict on the stage
                 state.epochs_without_improvement += 1
             row = {
                 "epoch": state.epoch,
@@ -250,10 +252,9 @@ def fit(
                 f"epoch {state.epoch:>3} ({stage.name}) train loss {row['train_loss']:.4f} · {scores} · "
                 f"lr {row['lr']:.2e} · {row['seconds']:.1f}s" + (" [green]best[/]" if improved else "")
             )
-            es = recipe.early_stopping
-            if es and state.epochs_without_improvement >= es.patience and state.stage_epoch < stage.epochs:
+            if should_stop(state, stage, recipe, getattr(task, "baseline", None)):
                 console.print(
-                    f"early stopping: no dev improvement for {es.patience} epochs; "
+                    f"early stopping: no dev improvement for {state.epochs_without_improvement} epochs; "
                     f"ending stage '{stage.name}'"
                 )
                 state.stage_done = True
@@ -288,6 +289,51 @@ def fit(
         resumed_from=resumed_from,
         stages=stage_log,
     )
+
+
+def stage_patience(recipe: Recipe, stage: StageSpec) -> int | None:
+    """Epochs without improvement that end ``stage``: the recipe's patience, or its
+    ``patience_ratio`` of the stage's epochs when that is more (None: no early stopping).
+
+    Example:
+        >>> from tunewise.recipes import load_recipe
+        >>> r = load_recipe("scratch").with_epochs(300)
+        >>> stage_patience(r, r.resolved_stages()[0])
+        60
+    """
+    es = recipe.early_stopping
+    if es is None:
+        return None
+    return max(es.patience, math.ceil(es.patience_ratio * stage.epochs))
+
+
+def warmup_epochs(recipe: Recipe, stage: StageSpec) -> int:
+    """How many of ``stage``'s first epochs the schedule spends raising the learning rate.
+
+    Example:
+        >>> from tunewise.recipes import load_recipe
+        >>> r = load_recipe("finetune-small")
+        >>> [warmup_epochs(r, s) for s in r.resolved_stages()]
+        [1, 3]
+    """
+    spec = recipe.scheduler
+    share = {"linear_warmup": getattr(spec, "warmup_ratio", 0.0), "onecycle": getattr(spec, "pct_start", 0.0)}
+    return math.ceil(share.get(spec.name, 0.0) * stage.epochs)
+
+
+def should_stop(state: TrainState, stage: StageSpec, recipe: Recipe, floor: float | None) -> bool:
+    """Early stopping's decision after an epoch of ``stage``.
+
+    Never before the run's best dev score beats ``floor`` (the majority-class baseline): a
+    run still predicting one class is in the slow first phase, not at a plateau. The last
+    epoch of a stage needs no decision, the stage ends anyway.
+    """
+    patience = stage_patience(recipe, stage)
+    if patience is None or state.stage_epoch >= stage.epochs:
+        return False
+    if floor is not None and (state.best_metric is None or state.best_metric <= floor):
+        return False
+    return state.epochs_without_improvement >= patience
 
 
 def _improved(state: TrainState, metric: float, loss: float, recipe: Recipe) -> bool:
@@ -329,6 +375,15 @@ def fit_classifier(
         >>> fit_classifier(model, tok, TextSplit(texts, ids), TextSplit(dev_texts, dev_ids),
         ...                load_recipe("scratch"), "runs/x", labels=["normal", "fraud"])  # doctest: +SKIP
     """
+    train_loader, dev_loader = text_loaders(tokenizer, train, dev, recipe, seed)
+    task = classification_task(train, dev, recipe, labels)
+    return fit(model, train_loader, dev_loader, recipe, work_dir, task=task, seed=seed, **options)
+
+
+def text_loaders(
+    tokenizer, train: TextSplit, dev: TextSplit, recipe: Recipe, seed: int = 0
+) -> tuple[DataLoader, DataLoader]:
+    """Length-bucketed loaders: ``train`` shuffled and augmented by the recipe, ``dev`` as is."""
     augmenter = TextAugmenter(recipe.augmentation) if recipe.augmentation != "none" else None
     train_loader = DataLoader(
         TextDataset(train.texts, train.label_ids),
@@ -342,8 +397,19 @@ def fit_classifier(
         ),
         collate_fn=Collator(tokenizer, recipe.model.max_length),
     )
-    task = ClassificationTask(build_loss(recipe.loss, train.label_ids, len(labels)), labels, recipe.metric)
-    return fit(model, train_loader, dev_loader, recipe, work_dir, task=task, seed=seed, **options)
+    return train_loader, dev_loader
+
+
+def classification_task(
+    train: TextSplit, dev: TextSplit, recipe: Recipe, labels: list[str]
+) -> ClassificationTask:
+    """The recipe's loss, and the majority-class baseline early stopping must beat on ``dev``."""
+    return ClassificationTask(
+        build_loss(recipe.loss, train.label_ids, len(labels)),
+        labels,
+        recipe.metric,
+        baseline=majority_baseline(train.label_ids, dev.label_ids, labels, recipe.metric),
+    )
 
 
 def _lr_range(optimizer: torch.optim.Optimizer) -> str:

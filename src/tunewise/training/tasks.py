@@ -39,10 +39,14 @@ class ClassificationTask:
 
     logged = ("loss", "accuracy", "macro_f1")
 
-    def __init__(self, loss_fn: nn.Module, labels: list[str], metric: str = "macro_f1") -> None:
+    def __init__(
+        self, loss_fn: nn.Module, labels: list[str], metric: str = "macro_f1", baseline: float | None = None
+    ) -> None:
         self.loss_fn = loss_fn
         self.labels = labels
         self.metric = metric
+        #: the dev metric of predicting the commonest class; early stopping waits until it is beaten
+        self.baseline = baseline
 
     def to(self, device: torch.device) -> ClassificationTask:
         self.loss_fn = self.loss_fn.to(device)
