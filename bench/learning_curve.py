@@ -27,9 +27,58 @@ from pathlib import Path
 from rich.console import Console
 
 from tunewise.compare import CompareOptions, load_results, print_comparison, run_comparison, write_report
+from tunewise.compare.summary import cells, fmt_fraction, fmt_score, fractions, gap_ci, recipe_order, verdict
 from tunewise.tuning import TuneSpec
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def markdown_tables(results: dict) -> str:
+    """The tables BENCHMARKS.md quotes: test macro-F1 (mean ± sd, and per seed), training
+    time, and the gaps between arms with their paired bootstrap intervals."""
+    table = cells(results)
+    names = recipe_order(results)
+    fr = fractions(results)
+
+    def size(f: float) -> float:
+        return max((table[(n, f)].train_size for n in names if (n, f) in table), default=0)
+
+    head = "| recipe | " + " | ".join(f"{fmt_fraction(f)} ({size(f):,.0f})" for f in fr) + " |"
+    rule = "|---|" + "---|" * len(fr)
+    out = ["**Test macro-F1** (mean ± sd over seeds; per seed below)", "", head, rule]
+    for n in names:
+        out.append(f"| {n} | " + " | ".join(fmt_score(table.get((n, f))) for f in fr) + " |")
+    out += ["", "Per seed (0 / 1 / 2):", "", head, rule]
+    for n in names:
+        row = []
+        for f in fr:
+            c = table.get((n, f))
+            row.append(
+                " / ".join(f"{r['test_macro_f1']:.3f}" for r in sorted(c.runs, key=lambda r: r["seed"]))
+                if c
+                else "—"
+            )
+        out.append(f"| {n} | " + " | ".join(row) + " |")
+    out += ["", "Training time per run, search included (mean seconds):", "", head, rule]
+    for n in names:
+        out.append(
+            f"| {n} | "
+            + " | ".join(
+                f"{table[(n, f)].mean('train_seconds'):,.0f}" if (n, f) in table else "—" for f in fr
+            )
+            + " |"
+        )
+    out += ["", "Gaps (test macro-F1 points, first minus second, 95% paired bootstrap interval):", ""]
+    out += ["| gap | " + " | ".join(fmt_fraction(f) for f in fr) + " |", rule]
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            row = []
+            for f in fr:
+                ci = gap_ci(results, a, b, f)
+                row.append("—" if ci is None else ci.fmt() + (" (tie)" if ci.tie else ""))
+            out.append(f"| {a} − {b} | " + " | ".join(row) + " |")
+    out += ["", "Verdict:", ""] + [f"- {line}" for line in verdict(results)]
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -80,6 +129,7 @@ def main() -> None:
             ),
             console=console,
         )
+    print(markdown_tables(results))
     command = "python bench/learning_curve.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("data", args.data), ("label_map", args.label_map)) if v
     )

@@ -34,9 +34,10 @@ import copy
 import json
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from accelerate import Accelerator
@@ -44,7 +45,6 @@ from rich.console import Console
 
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
-from tunewise.training.freeze import trainable_summary
 from tunewise.training.loop import (
     FitResult,
     TextSplit,
@@ -54,6 +54,9 @@ from tunewise.training.loop import (
     text_loaders,
 )
 from tunewise.training.optim import build_optimizer, build_param_groups
+
+if TYPE_CHECKING:  # training.run imports this module's callers; a type is all that is needed here
+    from tunewise.training.run import TrainOptions
 
 TRIAL_FILE = "trial.json"
 LR_FIND_FILE = "lr_find.json"
@@ -314,7 +317,6 @@ def lr_find(
         keep = keep[:-1]
     suggested = suggest_valley([lrs[i] for i in keep], [smooth[i] for i in keep])
     notes = []
-    n_train, n_total = trainable_summary(model)
     batches = len(train_loader)
     if batches < num_steps:
         notes.append(
@@ -332,7 +334,7 @@ def lr_find(
     )
 
 
-def range_test(opts, console: Console | None = None, **kwargs) -> LRFinderResult:
+def range_test(opts: TrainOptions, console: Console | None = None, **kwargs) -> LRFinderResult:
     """The range test on the data, model and recipe ``tunewise train`` would use with ``opts``
     (a :class:`~tunewise.training.run.TrainOptions`): the same split, labelled fraction,
     validation slice, normaliser and initialisation; nothing is trained or saved.
@@ -409,7 +411,11 @@ class TunedRun:
 
 
 def tune_and_train(
-    opts, spec: TuneSpec, n_labelled: int, console: Console | None = None, on_trial=None
+    opts: TrainOptions,
+    spec: TuneSpec,
+    n_labelled: int,
+    console: Console | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
 ) -> TunedRun:
     """Train ``opts.recipe`` at each candidate learning rate for the epoch budget, with the
     validation slice choosing the epoch; keep the best candidate as the model in ``opts.out``.

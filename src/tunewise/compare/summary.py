@@ -232,6 +232,10 @@ class Gap:
     # paired bootstrap interval (compare.stats); None for runs saved without test predictions
     ci: GapCI | None = None
 
+    def __post_init__(self) -> None:
+        if self.ci is not None:  # the paired figure: seeds both recipes ran, on the same messages
+            self.points = self.ci.points
+
     @property
     def outcome(self) -> str:
         """'tie' when the 95% interval includes zero (or, without one, when the gap is within
