@@ -284,3 +284,24 @@ def test_the_verdict_calls_a_tie_when_the_interval_includes_zero():
     lines = verdict(results)
     assert any("within noise" in line and "[" in line for line in lines), lines
     assert any("a tie with" in line for line in lines), lines
+
+
+def test_an_interrupted_search_keeps_its_finished_candidates(tmp_path):
+    data = write_csv(tmp_path / "sms.csv", make_messages(20))
+    recipe = load_recipe("scratch").with_epochs(2)
+    spec = TuneSpec(grid=(0.5, 2.0), min_steps=2, max_epochs_factor=1)
+    opts = TrainOptions(data=data, recipe=recipe, out=tmp_path / "run", **_quiet())
+
+    def stop_after_first(trial):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune_and_train(opts, spec, n_labelled=48, on_trial=stop_after_first)
+    finished = tmp_path / "run.tune" / "lr-x1_2" / "trial.json"  # x1/2
+    first = json.loads(finished.read_text())["trial"]
+    assert not (tmp_path / "run").exists()  # nothing chosen yet
+    tuned = tune_and_train(opts, spec, n_labelled=48)
+    # the first candidate was not trained again: its figures are the ones saved before the stop
+    assert tuned.trials[0].train_seconds == first["train_seconds"]
+    assert [t.multiplier for t in tuned.trials] == [0.5, 2.0]
+    assert (tmp_path / "run" / "model.safetensors").is_file()
