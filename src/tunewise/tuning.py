@@ -263,7 +263,7 @@ def lr_find(
     apply_initial_freeze(model, recipe)
     for s in recipe.resolved_stages():  # the trainable set as it stands when ``stage`` starts
         apply_stage(model, s, recipe)
-        if s is stage or s == stage:
+        if s == stage:
             break
     groups = build_param_groups(model, recipe, stage)
     optimizer = build_optimizer(recipe, groups)
