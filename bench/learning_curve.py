@@ -13,7 +13,10 @@ the test split, which no choice looks at, with paired bootstrap intervals for ev
         --label-map examples/telecom_fraud_5.labels.yaml --out runs/bench-learning-curve-tuned
 
 Resumable (rerun the same command); --report-only writes the report from the runs finished
-so far without running any. Writes the comparison's results.json, report.md,
+so far without running any. The whole curve is many CPU-hours on a laptop, so it can also
+go on in a fresh checkout: when --out holds no results yet, the runs saved in
+bench/results/learning_curve_tuned.json (by an earlier --save) are taken as finished and
+only the missing ones run. Writes the comparison's results.json, report.md,
 report.html and plots into --out, and with --save copies results.json and the learning
 curve into bench/results/ for BENCHMARKS.md.
 """
@@ -21,6 +24,7 @@ curve into bench/results/ for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -31,6 +35,28 @@ from tunewise.compare.summary import cells, fmt_fraction, fmt_score, fractions, 
 from tunewise.tuning import TuneSpec
 
 RESULTS = Path(__file__).parent / "results"
+SAVED = RESULTS / "learning_curve_tuned.json"
+
+
+def continue_saved(out: Path, console: Console) -> None:
+    """Start ``out`` from the runs saved in the repository when it has none of its own: the
+    comparison resumes from ``results.json`` (it re-derives the test split's keys, which the
+    saved copy leaves out, and refuses the file if the data, split or tuning differ)."""
+    if (out / "results.json").exists() or not SAVED.exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAVED, out / "results.json")
+    console.print(f"continuing from the {len(json.loads(SAVED.read_text())['runs'])} runs saved in {SAVED}")
+
+
+def save(out: Path, plot: Path) -> None:
+    """Copy the results into bench/results/ for BENCHMARKS.md: one compact line of JSON, and
+    without the test split's text keys (hashes of the messages, which are not ours to publish)."""
+    RESULTS.mkdir(exist_ok=True)
+    results = json.loads((out / "results.json").read_text())
+    results.pop("test_keys", None)
+    SAVED.write_text(json.dumps(results, ensure_ascii=False, separators=(",", ":")) + "\n")
+    shutil.copy(plot, RESULTS / "learning_curve_tuned.png")
 
 
 def markdown_tables(results: dict) -> str:
@@ -115,6 +141,7 @@ def main() -> None:
             raise SystemExit(f"{args.out}: no finished runs to report")
         console.print(f"{len(results['runs'])} finished runs in {args.out}")
     else:
+        continue_saved(Path(args.out), console)
         results = run_comparison(
             CompareOptions(
                 data=args.data,
@@ -137,9 +164,7 @@ def main() -> None:
     print_comparison(results, Console(soft_wrap=True))
     console.print(f"report: {files['markdown']}")
     if args.save:
-        RESULTS.mkdir(exist_ok=True)
-        shutil.copy(Path(args.out) / "results.json", RESULTS / "learning_curve_tuned.json")
-        shutil.copy(files["learning_curve"], RESULTS / "learning_curve_tuned.png")
+        save(Path(args.out), files["learning_curve"])
         console.print(f"saved to {RESULTS}")
 
 
