@@ -411,3 +411,22 @@ def test_a_tuned_comparison_records_what_each_run_chose_and_the_gap_intervals(sm
     assert "choose the learning rate, the epoch and when to stop" in md
     with pytest.raises(CompareError, match="tuned"):
         run_comparison(_options(small_data, out, recipes=["scratch"], fractions=[1.0], background=0.0))
+
+
+def test_a_gap_takes_its_side_from_the_interval_and_the_best_from_common_seeds():
+    from tunewise.compare.stats import GapCI
+    from tunewise.compare.summary import Gap, best_per_budget
+
+    # a positive point estimate with an interval below zero: the interval decides
+    assert Gap(0.1, 10, 0.0, 0.0, GapCI(0.3, -1.0, -0.2, 3, 900)).outcome == "scratch"
+    assert Gap(0.1, 10, 0.0, 0.0, GapCI(0.3, -1.0, 1.2, 3, 900)).outcome == "tie"
+    assert Gap(0.1, 10, 0.0, 0.0, GapCI(0.3, 0.1, 1.2, 3, 900)).outcome == "finetune"
+
+    # a comparison still running: finetune has a third, lucky seed that scratch has not run yet.
+    # Over all its seeds finetune's mean is higher (0.930 vs 0.920); on the seeds both ran, lower.
+    results = _synthetic(
+        {"scratch": {0.1: [0.92, 0.92]}, "finetune": {0.1: [0.90, 0.90, 0.99]}},
+        {"scratch": 10, "finetune": 50},
+    )
+    [(fraction, best, tied, gaps_here)] = best_per_budget(results)
+    assert best == "scratch" and set(gaps_here) == {"finetune"}

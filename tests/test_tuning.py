@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,13 +17,21 @@ from sklearn.metrics import f1_score
 
 from tunewise.compare.stats import macro_f1_weighted, paired_gap
 from tunewise.compare.summary import verdict
-from tunewise.data.loading import Example
+from tunewise.data.loading import DataError, Example
 from tunewise.data.prepare import split_off
 from tunewise.recipes.schema import RecipeError, load_recipe, parse_recipe
 from tunewise.training.checkpoint import TrainState
 from tunewise.training.loop import should_stop, stage_patience, warmup_epochs
-from tunewise.training.run import TrainOptions, train_model
-from tunewise.tuning import TuneSpec, lr_find, range_test, scale_lr, stretch, tune_and_train
+from tunewise.training.run import TrainOptions, carve_validation, train_model
+from tunewise.tuning import (
+    TuneSpec,
+    lr_find,
+    range_test,
+    scale_lr,
+    stretch,
+    summarise_trials,
+    tune_and_train,
+)
 
 from .conftest import make_messages, write_csv
 
@@ -305,3 +314,63 @@ def test_an_interrupted_search_keeps_its_finished_candidates(tmp_path):
     assert tuned.trials[0].train_seconds == first["train_seconds"]
     assert [t.multiplier for t in tuned.trials] == [0.5, 2.0]
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_diverging_candidate_is_ruled_out_and_the_search_goes_on(tmp_path):
+    data = write_csv(tmp_path / "sms.csv", make_messages(20))
+    recipe = load_recipe("scratch").with_epochs(2)
+    # x1e35 of Adam's 1e-3: every weight is ~1e32 after one step and the next loss overflows
+    spec = TuneSpec(grid=(1.0, 1e35), min_steps=2, max_epochs_factor=1)
+    opts = TrainOptions(data=data, recipe=recipe, out=tmp_path / "run", **_quiet())
+    tuned = tune_and_train(opts, spec, n_labelled=48)
+    sane, wild = tuned.trials
+    assert wild.diverged and "training loss became" in wild.diverged and wild.validation_score is None
+    assert tuned.chosen == sane and (tmp_path / "run" / "model.safetensors").is_file()
+    assert summarise_trials(tuned.trials).endswith("x1e+35 diverged")
+
+    with pytest.raises(FloatingPointError, match="every candidate learning rate diverged"):
+        tune_and_train(
+            TrainOptions(data=data, recipe=recipe, out=tmp_path / "wild", **_quiet()),
+            TuneSpec(grid=(1e35,), min_steps=2, max_epochs_factor=1),
+            n_labelled=48,
+        )
+
+
+def test_a_search_resumed_with_other_settings_does_not_reuse_its_candidates(tmp_path):
+    data = write_csv(tmp_path / "sms.csv", make_messages(20))
+    recipe = load_recipe("scratch").with_epochs(2)
+    spec = TuneSpec(grid=(0.5, 2.0), min_steps=2, max_epochs_factor=1)
+    opts = TrainOptions(data=data, recipe=recipe, out=tmp_path / "run", **_quiet())
+
+    def stop_after_first(trial):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune_and_train(opts, spec, n_labelled=48, on_trial=stop_after_first)
+    first = json.loads((tmp_path / "run.tune" / "lr-x1_2" / "trial.json").read_text())["trial"]
+    log = io.StringIO()
+    tuned = tune_and_train(replace(opts, seed=1), spec, n_labelled=48, console=Console(file=log, width=200))
+    assert "lr-x1_2: trained under other settings; training it again" in log.getvalue()
+    assert tuned.trials[0].train_seconds != first["train_seconds"]
+
+
+def test_a_validation_slice_that_cannot_rank_is_a_clear_error(tmp_path):
+    one_each = [Example(f"t{i}", label, "x.csv", i + 2) for i, label in enumerate("abcde")]
+    with pytest.raises(DataError, match="holds no class: a class needs at least 2 labelled examples"):
+        carve_validation(one_each, 0.2, seed=0)
+    two_of_a = one_each + [Example("t9", "a", "x.csv", 9)]
+    with pytest.raises(DataError, match="holds only 'a'"):
+        carve_validation(two_of_a, 0.2, seed=0)
+    # through a training run: 1% of 60 training texts is one per class
+    data = write_csv(tmp_path / "sms.csv", make_messages(20))
+    opts = TrainOptions(
+        data=data,
+        recipe=load_recipe("scratch"),
+        out=tmp_path / "run",
+        label_fraction=0.01,
+        validation=0.2,
+        **_quiet(),
+    )
+    with pytest.raises(DataError, match="the validation slice"):
+        train_model(opts, console=Console(file=io.StringIO()))
+    assert not (tmp_path / "run").exists()

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # training.run imports this module's callers; a type is all t
     from tunewise.training.run import TrainOptions
 
 TRIAL_FILE = "trial.json"
+SETTINGS_FILE = "settings.json"  # what a candidate is being trained under, written before it starts
 LR_FIND_FILE = "lr_find.json"
 
 
@@ -384,12 +385,15 @@ class Trial:
     epochs_budget: int
     best_epoch: int
     epochs_run: int
-    validation_score: float
+    validation_score: float | None  # None: the candidate diverged
     validation_loss: float | None
     train_seconds: float
+    diverged: str | None = None  # why (a non-finite training loss): a candidate never chosen
 
     def key(self) -> tuple[float, float]:
         # higher score first; on a tie the lower validation loss (a flat F1 on a small slice)
+        if self.diverged is not None or self.validation_score is None:
+            return (-math.inf, -math.inf)
         return (self.validation_score, -(self.validation_loss if self.validation_loss is not None else 0.0))
 
 
@@ -442,18 +446,29 @@ def tune_and_train(
         opts = replace(opts, encoder_cache=out.with_name(out.name + ".encoders"))
     n_fit = n_labelled - max(1, round(n_labelled * spec.validation))
     budget = epoch_budget(opts.recipe, n_fit, spec)
+    # what a saved candidate was trained under: a search resumed with other settings (another
+    # encoder, recipe, seed or slice) must not reuse it
+    settings = {
+        "recipe": opts.recipe.model_dump(mode="json"),
+        "pretrained": str(opts.pretrained) if opts.pretrained else None,
+        "seed": opts.seed,
+        "label_fraction": opts.label_fraction,
+        "validation": spec.validation,
+        "background": opts.background,
+        "budget": budget,
+    }
     finder = None
     if spec.method == "grid":
         multipliers = list(spec.grid)
     else:
         found = work / LR_FIND_FILE
-        if found.is_file():
+        if found.is_file() and json.loads(found.read_text(encoding="utf-8")).get("settings") == settings:
             finder = json.loads(found.read_text(encoding="utf-8"))
         else:
             result = range_test(replace(opts, validation=spec.validation), console)
             work.mkdir(parents=True, exist_ok=True)
             result.plot(work / "lr_find.png")
-            finder = result.to_dict()
+            finder = {**result.to_dict(), "settings": settings}
             write_json_atomic(found, finder)
         multipliers = [finder["multiplier"]]
 
@@ -462,41 +477,38 @@ def tune_and_train(
     for m in multipliers:
         trial_dir = work / f"lr-{_fmt_multiplier(m).replace('/', '_')}"
         record = trial_dir / TRIAL_FILE
-        if record.is_file():  # finished before an interruption
-            saved = json.loads(record.read_text(encoding="utf-8"))
-        else:
+        saved = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+        if saved is not None and saved.get("settings") != settings:
+            console.print(f"    {trial_dir.name}: trained under other settings; training it again")
+            saved = None
+        if saved is None and trial_dir.exists() and _trial_settings(trial_dir) != settings:
+            shutil.rmtree(trial_dir)  # an interrupted candidate of another search: start it afresh
+        if saved is None:
             recipe = stretch(scale_lr(opts.recipe, m), budget)
-            outcome = train_model(
-                replace(
-                    opts,
-                    recipe=recipe,
-                    out=trial_dir,
-                    validation=spec.validation,
-                    resume=latest_checkpoint(trial_dir / "checkpoints") is not None,
-                ),
-                console=console,
-            )
-            fit = outcome.fit
-            best = next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})
-            trial = Trial(
-                multiplier=m,
-                lr=recipe.optimizer.lr,
-                epochs_budget=budget,
-                best_epoch=fit.best_epoch,
-                epochs_run=fit.epochs_run,
-                validation_score=fit.best_metric,
-                validation_loss=best.get("dev_loss"),
-                train_seconds=fit.wall_time_s,
-            )
-            saved = {
-                "trial": asdict(trial),
-                "fit": asdict(fit),
-                "dev_metrics": outcome.dev_metrics,
-                "train_size": sum(1 for e in outcome.data.splits["train"] if e.source != _background()),
-                "recipe": recipe.model_dump(mode="json"),
-            }
-            shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)  # the weights are saved
-            write_json_atomic(record, saved)
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(trial_dir / SETTINGS_FILE, settings)
+            try:
+                outcome = train_model(
+                    replace(
+                        opts,
+                        recipe=recipe,
+                        out=trial_dir,
+                        validation=spec.validation,
+                        resume=latest_checkpoint(trial_dir / "checkpoints") is not None,
+                    ),
+                    console=console,
+                )
+            except FloatingPointError as e:
+                # a rate too high for this recipe is an answer of the search, not the end of the
+                # comparison: the candidate scores nothing and the others go on
+                trial = Trial(m, recipe.optimizer.lr, budget, 0, 0, None, None, 0.0, diverged=str(e))
+                saved = {"trial": asdict(trial), "settings": settings}
+                shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)
+                write_json_atomic(record, saved)
+            else:
+                saved = _finished_trial(outcome, m, recipe, budget, settings)
+                shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)  # the weights are saved
+                write_json_atomic(record, saved)
         trial = Trial(**saved["trial"])
         trials.append(trial)
         outcomes[m] = saved
@@ -504,10 +516,18 @@ def tune_and_train(
             on_trial(trial)
         console.print(
             f"    candidate LR {trial.lr:.1e} ({_fmt_multiplier(m)}): "
-            f"validation {trial.validation_score:.4f} "
-            f"at epoch {trial.best_epoch} of {trial.epochs_run} (budget {budget})"
+            + (
+                f"diverged ({trial.diverged})"
+                if trial.diverged
+                else f"validation {trial.validation_score:.4f} at epoch {trial.best_epoch} of "
+                f"{trial.epochs_run} (budget {budget})"
+            )
         )
     chosen = max(trials, key=Trial.key)
+    if chosen.diverged is not None:
+        raise FloatingPointError(
+            f"every candidate learning rate diverged ({summarise_trials(trials)}); lower the recipe's rate"
+        )
     chosen_dir = work / f"lr-{_fmt_multiplier(chosen.multiplier).replace('/', '_')}"
     if out.exists():
         shutil.rmtree(out)
@@ -521,8 +541,37 @@ def tune_and_train(
         fit=FitResult(**saved["fit"]),
         dev_metrics=saved["dev_metrics"],
         train_size=saved["train_size"],
-        lr_find=finder,
+        lr_find={k: v for k, v in finder.items() if k != "settings"} if finder else None,
     )
+
+
+def _trial_settings(trial_dir: Path) -> dict | None:
+    path = trial_dir / SETTINGS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _finished_trial(outcome, multiplier: float, recipe: Recipe, budget: int, settings: dict) -> dict:
+    """What a finished candidate leaves for the search: its figures and the recipe it ran."""
+    fit = outcome.fit
+    best = next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})
+    trial = Trial(
+        multiplier=multiplier,
+        lr=recipe.optimizer.lr,
+        epochs_budget=budget,
+        best_epoch=fit.best_epoch,
+        epochs_run=fit.epochs_run,
+        validation_score=fit.best_metric,
+        validation_loss=best.get("dev_loss"),
+        train_seconds=fit.wall_time_s,
+    )
+    return {
+        "trial": asdict(trial),
+        "fit": asdict(fit),
+        "dev_metrics": outcome.dev_metrics,
+        "train_size": sum(1 for e in outcome.data.splits["train"] if e.source != _background()),
+        "recipe": recipe.model_dump(mode="json"),
+        "settings": settings,
+    }
 
 
 def _background() -> str:
@@ -543,7 +592,9 @@ def summarise_trials(trials: list[Trial]) -> str:
         return "—"
     best = max(trials, key=Trial.key)
     return " · ".join(
-        f"{_fmt_multiplier(t.multiplier)} {t.validation_score:.3f}" + ("*" if t is best else "")
+        f"{_fmt_multiplier(t.multiplier)} "
+        + ("diverged" if t.diverged else f"{t.validation_score:.3f}")
+        + ("*" if t is best and not t.diverged else "")
         for t in trials
     )
 

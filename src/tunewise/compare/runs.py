@@ -225,6 +225,11 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             f"{out} holds runs trained with --background {results.get('background', 0):g}, not "
             f"{opts.background:g}; use another --out (nothing was overwritten)"
         )
+    if results["runs"] and _encoder_id(results.get("pretrained")) != _encoder_id(pretrained):
+        raise CompareError(
+            f"{out} holds runs that fine-tuned {results.get('pretrained')!r}; this comparison asks for "
+            f"{pretrained!r}. Use another --out (nothing was overwritten)"
+        )
     names = ([TFIDF] if opts.baseline else []) + list(recipes)
     results.update(
         {
@@ -335,6 +340,18 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
 # What every run imports. A fork server imports it once; each run is then forked from it, a
 # clean process that starts in a fraction of a second instead of re-importing torch.
 _PRELOAD = ["torch", "transformers", "sklearn.svm", "tunewise.training.run", "tunewise.evaluation"]
+
+
+def _encoder_id(pretrained: str | None) -> str | None:
+    """The encoder a comparison fine-tunes, comparable across checkouts: a bundled encoder by
+    its name (its directory is wherever the package is installed), anything else as given."""
+    from tunewise.pretrained import bundled_encoders
+
+    if pretrained is None:
+        return None
+    path = Path(pretrained)
+    bundled = path.parent.name == "pretrained" and path.parent.parent.name == "tunewise"
+    return path.name if bundled and path.name in bundled_encoders() else pretrained
 
 
 def _process_context():

@@ -240,8 +240,9 @@ class Gap:
     def outcome(self) -> str:
         """'tie' when the 95% interval includes zero (or, without one, when the gap is within
         the seed spread or TIE_POINTS); otherwise which side is ahead."""
-        tie = self.ci.tie if self.ci is not None else abs(self.points) <= max(TIE_POINTS, self.noise)
-        if tie:
+        if self.ci is not None:  # the interval's side, not the point's (they can disagree)
+            return "tie" if self.ci.tie else ("finetune" if self.ci.low > 0 else "scratch")
+        if abs(self.points) <= max(TIE_POINTS, self.noise):
             return "tie"
         return "finetune" if self.points > 0 else "scratch"
 
@@ -334,6 +335,12 @@ def adapted_pair(results: dict) -> tuple[str, str] | None:
     return None
 
 
+def _mean_on(cell: Cell, seeds: set[int]) -> float:
+    """Mean test macro-F1 of ``cell`` over ``seeds`` (over all its seeds when it has none of them)."""
+    runs = [r for r in cell.runs if r["seed"] in seeds] or cell.runs
+    return statistics.fmean(r["test_macro_f1"] for r in runs)
+
+
 def best_per_budget(results: dict) -> list[tuple[float, str, list[str], dict[str, Gap]]]:
     """At each fraction: the recipe with the best mean test macro-F1, the recipes the data
     cannot separate from it (the 95% interval of their gap includes zero), and every gap."""
@@ -345,7 +352,10 @@ def best_per_budget(results: dict) -> list[tuple[float, str, list[str], dict[str
         present = [n for n in names if (n, f) in table]
         if len(present) < 2:
             continue
-        best = max(present, key=lambda n: table[(n, f)].mean("test_macro_f1") or 0.0)
+        # the best on the seeds every recipe has run (a comparison still running can have
+        # more seeds of one recipe than of another; a mean over more seeds is not comparable)
+        common = set.intersection(*({r["seed"] for r in table[(n, f)].runs} for n in present))
+        best = max(present, key=lambda n: _mean_on(table[(n, f)], common))  # noqa: B023 (used at once)
         a = table[(best, f)]
         gaps_here: dict[str, Gap] = {}
         for n in present:
@@ -435,6 +445,7 @@ def verdict(results: dict) -> list[str]:
     scratch = next((n for n in names if init_of(results, n) == "random"), None)
     table = cells(results)
     fr = fractions(results)
+    n_labels = max(1, len(results.get("labels", [])))
     lines: list[str] = []
     if finetune and scratch:
         gs = gaps(results, finetune, scratch)
@@ -488,18 +499,33 @@ def verdict(results: dict) -> list[str]:
                 )
     neural = [n for n in names if n != TFIDF]
     if TFIDF in names and neural and fr:
-        ahead = []
+        versus: list[tuple[Gap, str]] = []  # TF-IDF minus the best neural recipe, per budget
         for f in fr:
-            best = max((table[(n, f)].mean("test_macro_f1"), n) for n in neural if (n, f) in table)
+            present = [n for n in neural if (n, f) in table]
             base = table.get((TFIDF, f))
-            if base is not None:
-                ahead.append((f, 100 * (base.mean("test_macro_f1") - best[0]), best[1]))
-        wins = sum(d > TIE_POINTS for _, d, _ in ahead)
-        if ahead:
-            detail = ", ".join(f"{d:+.1f} at {fmt_fraction(f)}" for f, d, _ in ahead)
+            if base is None or not present:
+                continue
+            best = max(present, key=lambda n: table[(n, f)].mean("test_macro_f1") or 0.0)  # noqa: B023
+            other = table[(best, f)]
+            versus.append(
+                (
+                    Gap(
+                        f,
+                        base.train_size / n_labels,
+                        100 * (base.mean("test_macro_f1") - other.mean("test_macro_f1")),
+                        100 * max(base.sd("test_macro_f1"), other.sd("test_macro_f1")),
+                        gap_ci(results, TFIDF, best, f),
+                    ),
+                    best,
+                )
+            )
+        if versus:
+            count = {o: sum(g.outcome == o for g, _ in versus) for o in ("finetune", "tie", "scratch")}
+            detail = ", ".join(f"{g.fmt()} at {fmt_fraction(g.fraction)} vs {n}" for g, n in versus)
             lines.append(
-                f"The TF-IDF + linear SVM reference is ahead of the best neural recipe at {wins} of "
-                f"{len(ahead)} label budgets (points vs the best neural recipe: {detail})."
+                f"The TF-IDF + linear SVM reference is ahead of the best neural recipe at "
+                f"{count['finetune']} of {len(versus)} label budgets, tied at {count['tie']} and behind "
+                f"at {count['scratch']} (points, TF-IDF minus the best neural recipe: {detail})."
             )
     if finetune and scratch:
         gs = gaps(results, finetune, scratch)

@@ -207,9 +207,9 @@ def run_tfidf(job: dict) -> dict:
     select_on = data.splits["dev"]
     labelled = _labelled(data.splits["train"])
     if job.get("tune"):  # C chosen on the same validation slice the neural runs choose on
-        from tunewise.data.prepare import split_off
+        from tunewise.training.run import carve_validation
 
-        data.splits["train"], select_on = split_off(
+        data.splits["train"], select_on = carve_validation(
             data.splits["train"], job["tune"]["validation"], job["seed"]
         )
     if job.get("background"):

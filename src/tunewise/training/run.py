@@ -117,6 +117,34 @@ def _label_map_rules(label_map) -> dict | None:
     return rules.rules
 
 
+def carve_validation(labelled: list, share: float, seed: int) -> tuple[list, list]:
+    """(train, validation): a stratified ``share`` of the labelled examples held out to choose
+    the epoch and the candidates. A slice that cannot rank anything is an error, not a run:
+    with fewer than two classes in it macro-F1 says nothing, and early stopping never fires.
+
+    Example:
+        >>> from tunewise.data.prepare import Example
+        >>> exs = [Example(str(i), "ab"[i % 2], "x", i) for i in range(10)]
+        >>> [len(part) for part in carve_validation(exs, 0.2, seed=0)]
+        [8, 2]
+    """
+    if not 0 < share < 1:
+        raise DataError(f"validation must be a share in (0, 1), got {share:g}")
+    train, held = split_off(labelled, share, seed=seed)
+    classes = sorted({str(e.label) for e in held})
+    if len(classes) < 2:
+        counts: dict[str, int] = {}
+        for e in labelled:
+            counts[str(e.label)] = counts.get(str(e.label), 0) + 1
+        raise DataError(
+            f"the validation slice ({share:.0%} of {len(labelled):,} labelled texts) holds "
+            f"{'no class' if not classes else 'only ' + repr(classes[0])}: a class needs at least 2 "
+            f"labelled examples to appear in it (per class: {counts}). Label more, use a larger "
+            "fraction, or train without tuning (it selects on the dev split)"
+        )
+    return train, held
+
+
 def load_training_data(opts: TrainOptions, console: Console) -> tuple[PreparedData, str | None, list]:
     """The run's data as training sees it: split, the labelled fraction drawn, the validation
     slice carved (when ``opts.validation``) and background sentences added. Returns the data,
@@ -152,9 +180,7 @@ def load_training_data(opts: TrainOptions, console: Console) -> tuple[PreparedDa
         )
     validation = data.splits["dev"]
     if opts.validation:
-        if not 0 < opts.validation < 1:
-            raise DataError(f"validation must be a share in (0, 1), got {opts.validation:g}")
-        data.splits["train"], validation = split_off(data.splits["train"], opts.validation, seed=opts.seed)
+        data.splits["train"], validation = carve_validation(data.splits["train"], opts.validation, opts.seed)
         console.print(
             f"validation slice: {len(validation):,} of the labelled training texts choose the epoch "
             f"and stop early; {len(data.splits['train']):,} train; the dev split is only scored"
