@@ -295,7 +295,8 @@ def test_the_verdict_calls_a_tie_when_the_interval_includes_zero():
     assert any("a tie with" in line for line in lines), lines
 
 
-def test_an_interrupted_search_keeps_its_finished_candidates(tmp_path):
+def _interrupted_search(tmp_path) -> tuple[TrainOptions, TuneSpec, dict]:
+    """A two-candidate search stopped after its first candidate: (options, spec, its trial)."""
     data = write_csv(tmp_path / "sms.csv", make_messages(20))
     recipe = load_recipe("scratch").with_epochs(2)
     spec = TuneSpec(grid=(0.5, 2.0), min_steps=2, max_epochs_factor=1)
@@ -307,13 +308,23 @@ def test_an_interrupted_search_keeps_its_finished_candidates(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tune_and_train(opts, spec, n_labelled=48, on_trial=stop_after_first)
     finished = tmp_path / "run.tune" / "lr-x1_2" / "trial.json"  # x1/2
-    first = json.loads(finished.read_text())["trial"]
+    return opts, spec, json.loads(finished.read_text())["trial"]
+
+
+def test_an_interrupted_search_keeps_its_finished_candidates(tmp_path):
+    opts, spec, first = _interrupted_search(tmp_path)
     assert not (tmp_path / "run").exists()  # nothing chosen yet
     tuned = tune_and_train(opts, spec, n_labelled=48)
     # the first candidate was not trained again: its figures are the ones saved before the stop
     assert tuned.trials[0].train_seconds == first["train_seconds"]
     assert [t.multiplier for t in tuned.trials] == [0.5, 2.0]
     assert (tmp_path / "run" / "model.safetensors").is_file()
+    # killed after the search (while scoring test, say): the finished search is not run again
+    log = io.StringIO()
+    again = tune_and_train(opts, spec, n_labelled=48, console=Console(file=log, width=200))
+    assert "the search finished before" in log.getvalue()
+    assert again.chosen == tuned.chosen and again.trials == tuned.trials
+    assert (again.fit.best_epoch, again.fit.best_metric) == (tuned.fit.best_epoch, tuned.fit.best_metric)
 
 
 def test_a_diverging_candidate_is_ruled_out_and_the_search_goes_on(tmp_path):
@@ -337,17 +348,7 @@ def test_a_diverging_candidate_is_ruled_out_and_the_search_goes_on(tmp_path):
 
 
 def test_a_search_resumed_with_other_settings_does_not_reuse_its_candidates(tmp_path):
-    data = write_csv(tmp_path / "sms.csv", make_messages(20))
-    recipe = load_recipe("scratch").with_epochs(2)
-    spec = TuneSpec(grid=(0.5, 2.0), min_steps=2, max_epochs_factor=1)
-    opts = TrainOptions(data=data, recipe=recipe, out=tmp_path / "run", **_quiet())
-
-    def stop_after_first(trial):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        tune_and_train(opts, spec, n_labelled=48, on_trial=stop_after_first)
-    first = json.loads((tmp_path / "run.tune" / "lr-x1_2" / "trial.json").read_text())["trial"]
+    opts, spec, first = _interrupted_search(tmp_path)
     log = io.StringIO()
     tuned = tune_and_train(replace(opts, seed=1), spec, n_labelled=48, console=Console(file=log, width=200))
     assert "lr-x1_2: trained under other settings; training it again" in log.getvalue()

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # training.run imports this module's callers; a type is all t
     from tunewise.training.run import TrainOptions
 
 TRIAL_FILE = "trial.json"
+SEARCH_FILE = "search.json"  # the finished search, beside the chosen candidate's model
 SETTINGS_FILE = "settings.json"  # what a candidate is being trained under, written before it starts
 LR_FIND_FILE = "lr_find.json"
 
@@ -457,6 +458,13 @@ def tune_and_train(
         "background": opts.background,
         "budget": budget,
     }
+    done = out / SEARCH_FILE
+    if done.is_file() and (out / "model.safetensors").is_file():
+        search = json.loads(done.read_text(encoding="utf-8"))
+        if search.get("settings") == settings:  # this search finished before an interruption
+            tuned = _tuned_run(out, search)
+            console.print(f"    the search finished before: {summarise_trials(tuned.trials)}")
+            return tuned
     finder = None
     if spec.method == "grid":
         multipliers = list(spec.grid)
@@ -529,19 +537,35 @@ def tune_and_train(
             f"every candidate learning rate diverged ({summarise_trials(trials)}); lower the recipe's rate"
         )
     chosen_dir = work / f"lr-{_fmt_multiplier(chosen.multiplier).replace('/', '_')}"
+    saved = outcomes[chosen.multiplier]
+    search = {
+        "settings": settings,
+        "chosen": asdict(chosen),
+        "trials": [asdict(t) for t in trials],
+        "fit": saved["fit"],
+        "dev_metrics": saved["dev_metrics"],
+        "train_size": saved["train_size"],
+        "lr_find": {k: v for k, v in finder.items() if k != "settings"} if finder else None,
+    }
+    # the search's result goes with the model, so a run killed after it (scoring test, say)
+    # does not search again
+    write_json_atomic(chosen_dir / SEARCH_FILE, search)
     if out.exists():
         shutil.rmtree(out)
     shutil.move(str(chosen_dir), str(out))
-    saved = outcomes[chosen.multiplier]
     shutil.rmtree(work, ignore_errors=True)  # the other candidates' figures are in the record
+    return _tuned_run(out, search)
+
+
+def _tuned_run(out: Path, search: dict) -> TunedRun:
     return TunedRun(
         out=out,
-        chosen=chosen,
-        trials=trials,
-        fit=FitResult(**saved["fit"]),
-        dev_metrics=saved["dev_metrics"],
-        train_size=saved["train_size"],
-        lr_find={k: v for k, v in finder.items() if k != "settings"} if finder else None,
+        chosen=Trial(**search["chosen"]),
+        trials=[Trial(**t) for t in search["trials"]],
+        fit=FitResult(**search["fit"]),
+        dev_metrics=search["dev_metrics"],
+        train_size=search["train_size"],
+        lr_find=search["lr_find"],
     )
 
 

@@ -279,22 +279,24 @@ def gap_ci(results: dict, a: str, b: str, fraction: float) -> GapCI | None:
 def gaps(results: dict, finetune: str, scratch: str) -> list[Gap]:
     """``finetune`` minus ``scratch`` at each fraction both have run."""
     table = cells(results)
-    n_labels = max(1, len(results.get("labels", [])))
-    out = []
-    for f in fractions(results):
-        a, b = table.get((finetune, f)), table.get((scratch, f))
-        if a is None or b is None:
-            continue
-        out.append(
-            Gap(
-                f,
-                a.train_size / n_labels,
-                100 * (a.mean("test_macro_f1") - b.mean("test_macro_f1")),
-                100 * max(a.sd("test_macro_f1"), b.sd("test_macro_f1")),
-                gap_ci(results, finetune, scratch, f),
-            )
-        )
-    return out
+    return [
+        cell_gap(results, table, finetune, scratch, f)
+        for f in fractions(results)
+        if (finetune, f) in table and (scratch, f) in table
+    ]
+
+
+def cell_gap(results: dict, table: dict[tuple[str, float], Cell], a: str, b: str, f: float) -> Gap:
+    """Recipe ``a`` minus recipe ``b`` at fraction ``f`` (both must have run there): the means,
+    the seed spread and, when the runs kept their test predictions, the paired interval."""
+    ca, cb = table[(a, f)], table[(b, f)]
+    return Gap(
+        f,
+        ca.train_size / max(1, len(results.get("labels", []))),
+        100 * (ca.mean("test_macro_f1") - cb.mean("test_macro_f1")),
+        100 * max(ca.sd("test_macro_f1"), cb.sd("test_macro_f1")),
+        gap_ci(results, a, b, f),
+    )
 
 
 def init_only_pair(results: dict) -> tuple[str, str] | None:
@@ -346,7 +348,6 @@ def best_per_budget(results: dict) -> list[tuple[float, str, list[str], dict[str
     cannot separate from it (the 95% interval of their gap includes zero), and every gap."""
     table = cells(results)
     names = recipe_order(results)
-    n_labels = max(1, len(results.get("labels", [])))
     out = []
     for f in fractions(results):
         present = [n for n in names if (n, f) in table]
@@ -356,19 +357,7 @@ def best_per_budget(results: dict) -> list[tuple[float, str, list[str], dict[str
         # more seeds of one recipe than of another; a mean over more seeds is not comparable)
         common = set.intersection(*({r["seed"] for r in table[(n, f)].runs} for n in present))
         best = max(present, key=lambda n: _mean_on(table[(n, f)], common))  # noqa: B023 (used at once)
-        a = table[(best, f)]
-        gaps_here: dict[str, Gap] = {}
-        for n in present:
-            if n == best:
-                continue
-            b = table[(n, f)]
-            gaps_here[n] = Gap(
-                f,
-                a.train_size / n_labels,
-                100 * (a.mean("test_macro_f1") - b.mean("test_macro_f1")),
-                100 * max(a.sd("test_macro_f1"), b.sd("test_macro_f1")),
-                gap_ci(results, best, n, f),
-            )
+        gaps_here = {n: cell_gap(results, table, best, n, f) for n in present if n != best}
         tied = [n for n, g in gaps_here.items() if g.outcome == "tie"]
         out.append((f, best, tied, gaps_here))
     return out
@@ -445,7 +434,6 @@ def verdict(results: dict) -> list[str]:
     scratch = next((n for n in names if init_of(results, n) == "random"), None)
     table = cells(results)
     fr = fractions(results)
-    n_labels = max(1, len(results.get("labels", [])))
     lines: list[str] = []
     if finetune and scratch:
         gs = gaps(results, finetune, scratch)
@@ -506,19 +494,7 @@ def verdict(results: dict) -> list[str]:
             if base is None or not present:
                 continue
             best = max(present, key=lambda n: table[(n, f)].mean("test_macro_f1") or 0.0)  # noqa: B023
-            other = table[(best, f)]
-            versus.append(
-                (
-                    Gap(
-                        f,
-                        base.train_size / n_labels,
-                        100 * (base.mean("test_macro_f1") - other.mean("test_macro_f1")),
-                        100 * max(base.sd("test_macro_f1"), other.sd("test_macro_f1")),
-                        gap_ci(results, TFIDF, best, f),
-                    ),
-                    best,
-                )
-            )
+            versus.append((cell_gap(results, table, TFIDF, best, f), best))
         if versus:
             count = {o: sum(g.outcome == o for g, _ in versus) for o in ("finetune", "tie", "scratch")}
             detail = ", ".join(f"{g.fmt()} at {fmt_fraction(g.fraction)} vs {n}" for g, n in versus)
