@@ -470,9 +470,8 @@ def tune_and_train(
         multipliers = list(spec.grid)
     else:
         found = work / LR_FIND_FILE
-        if found.is_file() and json.loads(found.read_text(encoding="utf-8")).get("settings") == settings:
-            finder = json.loads(found.read_text(encoding="utf-8"))
-        else:
+        finder = json.loads(found.read_text(encoding="utf-8")) if found.is_file() else None
+        if finder is None or finder.get("settings") != settings:
             result = range_test(replace(opts, validation=spec.validation), console)
             work.mkdir(parents=True, exist_ok=True)
             result.plot(work / "lr_find.png")
