@@ -14,11 +14,11 @@ the test split, which no choice looks at, with paired bootstrap intervals for ev
 
 Resumable (rerun the same command); --report-only writes the report from the runs finished
 so far without running any. The whole curve is many CPU-hours on a laptop, so it can also
-go on in a fresh checkout: when --out holds no results yet, the runs saved in
-bench/results/learning_curve_tuned.json (by an earlier --save) are taken as finished and
-only the missing ones run. Writes the comparison's results.json, report.md,
-report.html and plots into --out, and with --save copies results.json and the learning
-curve into bench/results/ for BENCHMARKS.md.
+go on in a fresh checkout: when --out holds no results yet and --data names the data set
+the saved runs used, the runs saved in bench/results/learning_curve_tuned.json (by an
+earlier --save) are taken as finished and only the missing ones run. Writes the
+comparison's results.json, report.md, report.html and plots into --out, and with --save
+copies results.json and the learning curve into bench/results/ for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -38,15 +38,25 @@ RESULTS = Path(__file__).parent / "results"
 SAVED = RESULTS / "learning_curve_tuned.json"
 
 
-def continue_saved(out: Path, console: Console) -> None:
-    """Start ``out`` from the runs saved in the repository when it has none of its own: the
-    comparison resumes from ``results.json`` (it re-derives the test split's keys, which the
-    saved copy leaves out, and refuses the file if the data, split or tuning differ)."""
-    if (out / "results.json").exists() or not SAVED.exists():
-        return
+def continue_saved(out: Path, data: str, console: Console, saved: Path = SAVED) -> bool:
+    """Start ``out`` from the runs saved in the repository when it has none of its own and the
+    saved runs are of the same data set (same file or folder name: the checkout, and with it
+    the path, changes between sessions). The comparison then resumes from ``results.json``: it
+    re-derives the test split's keys, which the saved copy leaves out, and still refuses the
+    file if the data's content, split or tuning differ. Returns whether it seeded ``out``.
+
+    >>> continue_saved(Path("runs/curve"), "../shared/data/telecom_fraud_5", Console())  # doctest: +SKIP
+    True
+    """
+    if (out / "results.json").exists() or not saved.exists():
+        return False
+    runs = json.loads(saved.read_text())
+    if Path(str(runs.get("data", ""))).name != Path(data).name:
+        return False  # another data set: start from nothing, the saved runs are not these
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SAVED, out / "results.json")
-    console.print(f"continuing from the {len(json.loads(SAVED.read_text())['runs'])} runs saved in {SAVED}")
+    shutil.copy(saved, out / "results.json")
+    console.print(f"continuing from the {len(runs['runs'])} runs saved in {saved}")
+    return True
 
 
 def save(out: Path, plot: Path) -> None:
@@ -141,7 +151,7 @@ def main() -> None:
             raise SystemExit(f"{args.out}: no finished runs to report")
         console.print(f"{len(results['runs'])} finished runs in {args.out}")
     else:
-        continue_saved(Path(args.out), console)
+        continue_saved(Path(args.out), args.data, console)
         results = run_comparison(
             CompareOptions(
                 data=args.data,

@@ -78,6 +78,30 @@ def test_learning_curve_bench_runs_compare(tmp_path: Path, tiny_bert_dir: Path) 
     assert json.loads((out / "results.json").read_text()) == results
 
 
+def test_learning_curve_continues_only_the_same_data_sets_saved_runs(tmp_path: Path) -> None:
+    import importlib.util
+
+    from rich.console import Console
+
+    spec = importlib.util.spec_from_file_location("learning_curve", BENCH / "learning_curve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps({"data": "../shared/data/telecom_fraud_5", "runs": [{"recipe": "scratch"}]}))
+    quiet = Console(quiet=True)
+
+    # another data set starts from nothing (last CI: a tiny CSV was refused as "different data")
+    assert not bench.continue_saved(tmp_path / "a", str(tmp_path / "sms.csv"), quiet, saved=saved)
+    assert not (tmp_path / "a").exists()
+    # the same data set under another checkout's path continues from the saved runs
+    assert bench.continue_saved(tmp_path / "b", "/elsewhere/data/telecom_fraud_5", quiet, saved=saved)
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["runs"] == [{"recipe": "scratch"}]
+    # an --out with results of its own is never replaced
+    (tmp_path / "b" / "results.json").write_text('{"runs": []}')
+    assert not bench.continue_saved(tmp_path / "b", "/elsewhere/data/telecom_fraud_5", quiet, saved=saved)
+    assert json.loads((tmp_path / "b" / "results.json").read_text()) == {"runs": []}
+
+
 def test_inference_bench_times_every_path_and_the_service(
     tmp_path: Path, bert_model: tuple[Path, Path]
 ) -> None:
