@@ -291,8 +291,9 @@ def test_report_escapes_text_from_user_files():
 
 
 def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
-    """SIGKILL the whole comparison (parent, fork server, run) after the first epoch's
-    checkpoint; the same command then finishes that run from its checkpoint."""
+    """SIGKILL the comparison's own process after the first epoch's checkpoint: the run's
+    process (forked from a fork server, not from the comparison) must end with it instead of
+    training on unseen, and the same command then finishes that run from its checkpoint."""
     import os
     import signal
     import time
@@ -307,8 +308,18 @@ def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     while latest_checkpoint(checkpoints) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # the comparison only, as a CI timeout or OOM killer would
     proc.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline:  # every process it started (fork server, run) ends too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the run's process outlived its comparison by a minute")
     assert load_results(out)["runs"] == []  # nothing finished, nothing claimed
 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -316,6 +327,33 @@ def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     (run,) = load_results(out)["runs"]
     assert run["resumed_from"] and "epoch" in run["resumed_from"]
     assert "resumed from" in done.stderr
+
+
+def test_a_runs_process_ends_when_its_comparison_ends():
+    """The watch a run's process keeps on its comparison: alive while the comparison runs,
+    exit status ORPHANED once it has ended (here a zombie: killed, not yet reaped)."""
+    import signal
+    import time
+
+    from tunewise.compare.worker import ORPHANED
+
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    watch = f"from tunewise.compare.worker import exit_with; exit_with({parent.pid}, interval=0.05)"
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"{watch}; print('watching', flush=True); import time; time.sleep(120)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "watching"
+        time.sleep(0.5)
+        assert child.poll() is None  # its comparison still runs: so does it
+        parent.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == ORPHANED
+    finally:
+        for p in (parent, child):
+            p.kill()
+            p.wait()
 
 
 def test_a_changed_recipe_is_not_mixed_into_finished_runs(compared, small_data):

@@ -7,14 +7,61 @@ from taking the finished ones with it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 TFIDF = "tfidf-svm"
+ORPHANED = 3  # exit status of a run whose comparison process died
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, counts as ended).
+
+    >>> process_alive(os.getpid())
+    True
+    """
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it there
+        import psutil
+
+        return psutil.pid_exists(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process under that pid: it exists
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal check is all there is
+    return state != "Z"
+
+
+def exit_with(parent_pid: int, interval: float = 2.0) -> threading.Thread:
+    """End this process when ``parent_pid`` ends. A comparison killed from outside (SIGKILL,
+    a closed terminal, a CI timeout) cannot stop its run's process, which is forked from a
+    fork server, not from the comparison; without this it trains on, unseen, and a resumed
+    comparison would train the same run beside it, into the same directory. Its
+    checkpoints are written atomically, so ending it at any moment loses no finished work.
+
+    >>> exit_with(os.getppid())  # doctest: +SKIP
+    <Thread(tunewise-exit-with-parent, started daemon ...)>
+    """
+
+    def watch() -> None:
+        while process_alive(parent_pid):
+            time.sleep(interval)
+        os._exit(ORPHANED)  # no cleanup to wait for: nothing half-written survives a rename
+
+    thread = threading.Thread(target=watch, name="tunewise-exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def peak_memory_mb() -> float:
@@ -281,8 +328,11 @@ def run_tfidf(job: dict) -> dict:
     }
 
 
-def execute(job: dict, results) -> None:
-    """Process entry point: run ``job`` and put ``(ok, record_or_error)`` on ``results``."""
+def execute(job: dict, results, parent_pid: int | None = None) -> None:
+    """Process entry point: run ``job`` and put ``(ok, record_or_error)`` on ``results``;
+    with ``parent_pid``, end (exit status ``ORPHANED``) as soon as that process has ended."""
+    if parent_pid is not None:
+        exit_with(parent_pid)
     try:
         from transformers.utils import logging as hf_logging
 
