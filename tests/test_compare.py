@@ -329,31 +329,47 @@ def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     assert "resumed from" in done.stderr
 
 
-def test_a_runs_process_ends_when_its_comparison_ends():
-    """The watch a run's process keeps on its comparison: alive while the comparison runs,
-    exit status ORPHANED once it has ended (here a zombie: killed, not yet reaped)."""
-    import signal
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_a_runs_process_ends_when_its_comparison_ends(tmp_path):
+    """A process forked from a fork server (as each run is) ends once the process that asked
+    for it is killed, instead of living on unseen."""
+    import contextlib
+    import os
     import time
 
-    from tunewise.compare.worker import ORPHANED
-
-    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    watch = f"from tunewise.compare.worker import exit_with; exit_with({parent.pid}, interval=0.05)"
-    child = subprocess.Popen(
-        [sys.executable, "-c", f"{watch}; print('watching', flush=True); import time; time.sleep(120)"],
-        stdout=subprocess.PIPE,
-        text=True,
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing as mp, time\n"
+        "from tunewise.compare.worker import exit_with_parent\n"
+        "def child():\n"
+        "    exit_with_parent()\n"
+        "    print('watching', flush=True)\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    mp.get_context('forkserver').Process(target=child).start()\n"
+        "    time.sleep(120)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        assert child.stdout.readline().strip() == "watching"
+        assert parent.stdout.readline().strip() == "watching"
         time.sleep(0.5)
-        assert child.poll() is None  # its comparison still runs: so does it
-        parent.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=30) == ORPHANED
+        os.killpg(parent.pid, 0)  # still there while its parent runs
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.killpg(parent.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the forked process outlived its parent")
     finally:
-        for p in (parent, child):
-            p.kill()
-            p.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, 9)
 
 
 def test_a_changed_recipe_is_not_mixed_into_finished_runs(compared, small_data):

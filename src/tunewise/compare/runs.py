@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -365,7 +364,7 @@ def _process_context():
 
 def _run_in_child(context, job: dict, key: str) -> dict:
     queue = context.Queue()
-    process = context.Process(target=execute, args=(job, queue, os.getpid()), name=f"tunewise-{key}")
+    process = context.Process(target=execute, args=(job, queue), name=f"tunewise-{key}")
     process.start()
     try:
         while True:

@@ -20,44 +20,29 @@ TFIDF = "tfidf-svm"
 ORPHANED = 3  # exit status of a run whose comparison process died
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, counts as ended).
+def exit_with_parent() -> threading.Thread | None:
+    """End this process (exit status ``ORPHANED``) as soon as the process that started it has
+    ended. A comparison killed from outside (SIGKILL, a closed terminal, a CI timeout) cannot
+    stop its run's process, which is forked from a fork server, not from the comparison;
+    without this it trains on, unseen, and a resumed comparison would train the same run
+    beside it, into the same directory. It waits on multiprocessing's parent sentinel (a pipe
+    the parent holds under fork and forkserver, its process handle under spawn), so no pid is
+    polled. Results and checkpoints are written to a temporary name and renamed, so ending
+    here loses no finished work. Returns the watching thread, or None outside a child process.
 
-    >>> process_alive(os.getpid())
+    >>> exit_with_parent() is None  # the main process has no parent to watch
     True
     """
-    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it there
-        import psutil
+    import multiprocessing
+    from multiprocessing.connection import wait
 
-        return psutil.pid_exists(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process under that pid: it exists
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): the signal check is all there is
-    return state != "Z"
-
-
-def exit_with(parent_pid: int, interval: float = 2.0) -> threading.Thread:
-    """End this process when ``parent_pid`` ends. A comparison killed from outside (SIGKILL,
-    a closed terminal, a CI timeout) cannot stop its run's process, which is forked from a
-    fork server, not from the comparison; without this it trains on, unseen, and a resumed
-    comparison would train the same run beside it, into the same directory. Its
-    checkpoints are written atomically, so ending it at any moment loses no finished work.
-
-    >>> exit_with(os.getppid())  # doctest: +SKIP
-    <Thread(tunewise-exit-with-parent, started daemon ...)>
-    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return None
 
     def watch() -> None:
-        while process_alive(parent_pid):
-            time.sleep(interval)
-        os._exit(ORPHANED)  # no cleanup to wait for: nothing half-written survives a rename
+        wait([parent.sentinel])
+        os._exit(ORPHANED)
 
     thread = threading.Thread(target=watch, name="tunewise-exit-with-parent", daemon=True)
     thread.start()
@@ -328,11 +313,10 @@ def run_tfidf(job: dict) -> dict:
     }
 
 
-def execute(job: dict, results, parent_pid: int | None = None) -> None:
+def execute(job: dict, results) -> None:
     """Process entry point: run ``job`` and put ``(ok, record_or_error)`` on ``results``;
-    with ``parent_pid``, end (exit status ``ORPHANED``) as soon as that process has ended."""
-    if parent_pid is not None:
-        exit_with(parent_pid)
+    ends with the comparison that started it (``exit_with_parent``)."""
+    exit_with_parent()
     try:
         from transformers.utils import logging as hf_logging
 
