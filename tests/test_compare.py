@@ -290,6 +290,21 @@ def test_report_escapes_text_from_user_files():
     assert "&lt;img src=x onerror=alert(1)&gt;.csv" in page
 
 
+def _group_ends(pgid: int, within: float) -> bool:
+    """Whether every process in group ``pgid`` has ended within ``within`` seconds."""
+    import os
+    import time
+
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     """SIGKILL the comparison's own process after the first epoch's checkpoint: the run's
     process (forked from a fork server, not from the comparison) must end with it instead of
@@ -310,14 +325,7 @@ def test_a_killed_comparison_resumes_the_run_it_was_in(small_data, tmp_path):
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.kill(proc.pid, signal.SIGKILL)  # the comparison only, as a CI timeout or OOM killer would
     proc.wait()
-    deadline = time.time() + 60
-    while time.time() < deadline:  # every process it started (fork server, run) ends too
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
+    if not _group_ends(proc.pid, within=60):  # every process it started (fork server, run) ends too
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("the run's process outlived its comparison by a minute")
     assert load_results(out)["runs"] == []  # nothing finished, nothing claimed
@@ -358,15 +366,7 @@ def test_a_runs_process_ends_when_its_comparison_ends(tmp_path):
         os.killpg(parent.pid, 0)  # still there while its parent runs
         parent.kill()
         parent.wait()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                os.killpg(parent.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the forked process outlived its parent")
+        assert _group_ends(parent.pid, within=30), "the forked process outlived its parent"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, 9)
