@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tunewise.data.background import SOURCE, background_texts
+from tunewise.errors import DataError
 from tunewise.recipes import load_recipe
 from tunewise.training.run import TrainOptions, train_model
 
@@ -17,7 +18,7 @@ def test_background_texts_are_reproducible_distinct_sentences():
     a, b = background_texts(50, seed=1), background_texts(50, seed=1)
     assert a == b and len(set(a)) == 50 and a != background_texts(50, seed=2)
     assert all(8 <= len(t) <= 120 for t in a)
-    with pytest.raises(ValueError, match="the corpus has"):
+    with pytest.raises(DataError, match="the corpus has"):
         background_texts(10**9)
 
 

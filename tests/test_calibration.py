@@ -15,6 +15,7 @@ from tunewise.calibration import (
     load_calibration,
     softmax,
 )
+from tunewise.errors import DataError
 from tunewise.inference import Predictor
 from tunewise.models.build import ModelError
 
@@ -38,7 +39,7 @@ def test_temperature_scaling_fixes_overconfidence_without_changing_a_decision():
     held_logits, held_y = _overconfident(seed=1)
     assert expected_calibration_error(softmax(held_logits, c.temperature), held_y) < 0.05
     assert expected_calibration_error(softmax(held_logits), held_y) > 0.15
-    with pytest.raises(ValueError, match="no examples"):
+    with pytest.raises(DataError, match="no examples"):
         fit_temperature(np.zeros((0, 2)), np.zeros(0))
 
 

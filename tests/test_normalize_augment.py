@@ -8,6 +8,7 @@ import pytest
 
 from tunewise.data.augment import TextAugmenter
 from tunewise.data.normalize import TYPED_TOKENS, SmsNormalizer, split_typed_tokens
+from tunewise.errors import RecipeError
 
 norm = SmsNormalizer()
 
@@ -142,5 +143,5 @@ def test_strength_controls_how_much_changes() -> None:
 
     assert changed("none") == 0
     assert 0 < changed("mild") < changed("strong")
-    with pytest.raises(ValueError, match="strength"):
+    with pytest.raises(RecipeError, match="strength"):
         TextAugmenter("extreme")  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ def test_subsample_is_stratified() -> None:
     part = subsample(exs, 0.1, seed=0)
     assert Counter(e.label for e in part) == {"a": 9, "b": 1}
     assert subsample(exs, 0.1, seed=0) == part
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="label fraction"):
         subsample(exs, 0)
 
 

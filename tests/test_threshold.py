@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tunewise.cli import app
+from tunewise.errors import DataError
 from tunewise.inference import Predictor
 from tunewise.threshold import THRESHOLD_FILE, choose_threshold, find_normal_label, load_threshold
 
@@ -37,11 +38,11 @@ def test_ties_are_flagged_together_and_impossible_targets_say_so():
     truth = np.array([1, 1, 0, 0])
     assert choose_threshold(scores, truth, 0.6).threshold == 0.7  # 2 of 3 at 0.7 and above
     assert choose_threshold(scores, truth, 0.7).threshold == 0.9  # cannot split the tie
-    with pytest.raises(ValueError, match="no fraud messages"):
+    with pytest.raises(DataError, match="no fraud messages"):
         choose_threshold(scores, np.zeros(4), 0.9)
-    with pytest.raises(ValueError, match=r"best: 0\.5"):
+    with pytest.raises(DataError, match=r"best: 0\.5"):
         choose_threshold(np.array([0.5, 0.5]), np.array([1, 0]), 0.9)
-    with pytest.raises(ValueError, match="must be in"):
+    with pytest.raises(DataError, match="must be in"):
         choose_threshold(scores, truth, 1.5)
     assert find_normal_label(["fraud", "正常"]) == "正常" and find_normal_label(["spam", "x"]) is None
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tunewise.errors import DataError, ModelError
+
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -93,9 +95,9 @@ def load_calibration(model_dir: str | Path) -> Calibration | None:
     try:
         calibration = Calibration(**json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: not a valid calibration file ({e})") from None
+        raise ModelError(f"{path}: not a valid calibration file ({e})") from None
     if not (np.isfinite(calibration.temperature) and calibration.temperature > 0):
-        raise ValueError(f"{path}: temperature must be a positive number, got {calibration.temperature}")
+        raise ModelError(f"{path}: temperature must be a positive number, got {calibration.temperature}")
     return calibration
 
 
@@ -116,7 +118,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, split: str = "dev") 
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
-        raise ValueError("no examples to fit a temperature on")
+        raise DataError("no examples to fit a temperature on")
     # log T is the natural scale: T = 0.5 and T = 2 are equally far from "no change"
     result = minimize_scalar(
         lambda log_t: _nll(logits, labels, float(np.exp(log_t))),

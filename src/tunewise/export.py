@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunewise.models.build import ModelError, load_trained
+from tunewise.errors import ExportError
+from tunewise.models.build import load_trained
 from tunewise.training.checkpoint import write_json_atomic
 
 ONNX_FILE = "model.onnx"
@@ -43,10 +44,6 @@ PROBE_TEXTS = [
     "Your code is 4917.",
     "好",
 ]
-
-
-class ExportError(ModelError):
-    """The export cannot be made or does not match the PyTorch model."""
 
 
 class _Logits(torch.nn.Module):

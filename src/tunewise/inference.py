@@ -20,6 +20,7 @@ import torch
 
 from tunewise.calibration import load_calibration, softmax
 from tunewise.data.normalize import SmsNormalizer
+from tunewise.errors import TunewiseError
 from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
 from tunewise.threshold import load_threshold, no_normal_class_message, resolve_normal_label
@@ -166,7 +167,7 @@ class Predictor:
         calibrated: bool = True,
     ) -> None:
         if long_text not in ("window", "truncate"):
-            raise ValueError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
+            raise TunewiseError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
         if isinstance(model_dir, LoadedModel):
             if backend == "onnx":
                 raise ModelError("backend 'onnx' needs an exported directory, not a loaded PyTorch model")

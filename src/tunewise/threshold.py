@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tunewise.errors import DataError, NormalLabelError
+
 THRESHOLD_FILE = "threshold.json"
 NORMAL_NAMES = (
     "normal",
@@ -27,10 +29,6 @@ NORMAL_NAMES = (
     "non-fraud",
     "not_fraud",
 )
-
-
-class NormalLabelError(ValueError):
-    """The normal class asked for is not one of the model's labels."""
 
 
 def find_normal_label(labels: list[str]) -> str | None:
@@ -60,7 +58,7 @@ def resolve_normal_label(labels: list[str], given: str | None = None, meta: dict
         >>> resolve_normal_label(["a", "b"], "c")
         Traceback (most recent call last):
         ...
-        tunewise.threshold.NormalLabelError: --normal-label 'c' is not one of the labels ['a', 'b']
+        tunewise.errors.NormalLabelError: --normal-label 'c' is not one of the labels ['a', 'b']
     """
     if given is not None:
         if given not in labels:
@@ -121,11 +119,11 @@ def choose_threshold(scores: np.ndarray, is_fraud: np.ndarray, target_precision:
         0.9
     """
     if not 0 < target_precision <= 1:
-        raise ValueError(f"target precision must be in (0, 1], got {target_precision}")
+        raise DataError(f"target precision must be in (0, 1], got {target_precision}")
     scores = np.asarray(scores, dtype=float)
     truth = np.asarray(is_fraud, dtype=bool)
     if not truth.any():
-        raise ValueError("no fraud messages in the data: a threshold cannot be chosen for precision")
+        raise DataError("no fraud messages in the data: a threshold cannot be chosen for precision")
     order = np.argsort(-scores, kind="stable")
     s, t = scores[order], truth[order]
     hits = np.cumsum(t)
@@ -136,7 +134,7 @@ def choose_threshold(scores: np.ndarray, is_fraud: np.ndarray, target_precision:
     ok = np.flatnonzero(last_of_tie & (precision >= target_precision))
     if not len(ok):
         best = float(precision[last_of_tie].max())
-        raise ValueError(
+        raise DataError(
             f"no threshold reaches precision {target_precision:g} on this data (best: {best:.4f}); "
             "lower --target-precision or use more held-out data"
         )

@@ -21,9 +21,9 @@ from rich.console import Console
 from tunewise import __version__
 from tunewise.compare.summary import fmt_fraction
 from tunewise.compare.worker import TFIDF, execute
-from tunewise.data.loading import DataError
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import prepare_data, subsample
+from tunewise.errors import CompareError
 from tunewise.ood import describe
 from tunewise.pretrained import BUNDLED_DIR, resolve_pretrained
 from tunewise.recipes.schema import Recipe, load_recipe
@@ -33,10 +33,6 @@ from tunewise.tuning import TuneSpec, describe_tuning
 
 RESULTS_FILE = "results.json"
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.2, 1.0)
-
-
-class CompareError(DataError):
-    """A comparison cannot start or continue; the message says why and what to do."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Literal
 
 from tunewise.data.normalize import TYPED_TOKENS, split_typed_tokens
+from tunewise.errors import RecipeError
 
 Strength = Literal["none", "mild", "strong"]
 _SYMBOLS = list("*#-_.·~|/\\ ") + ["。", "，", "、", "丶", "♥", "★"]
@@ -51,7 +52,7 @@ class TextAugmenter:
 
     def __init__(self, strength: Strength = "mild") -> None:
         if strength not in LEVELS:
-            raise ValueError(f"augmentation strength must be one of {list(LEVELS)}, got {strength!r}")
+            raise RecipeError(f"augmentation strength must be one of {list(LEVELS)}, got {strength!r}")
         self.strength = strength
         self.level = LEVELS[strength]
 

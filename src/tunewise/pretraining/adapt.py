@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tunewise.errors import DataError
 from tunewise.recipes.schema import DomainAdaptationSpec
 
 CORPUS_FILE = "corpus.txt"
@@ -62,7 +63,7 @@ def domain_adapt(
 
     console = console or Console(stderr=True)
     if not texts:
-        raise ValueError("domain adaptation needs training texts; the training split is empty")
+        raise DataError("domain adaptation needs training texts; the training split is empty")
     target = Path(cache_dir) / f"adapted-{adaptation_key(spec, encoder, texts, seed)}"
     if (target / CARD_JSON).is_file() and (target / "model.safetensors").is_file():
         console.print(f"domain-adapted encoder: reusing {target}")

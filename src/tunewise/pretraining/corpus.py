@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewise.data.encoding import read_text
+from tunewise.errors import CorpusError
 
 # "迈向/v  充满/v" and bracketed compounds "[中央/n  人民/n  广播/vn  电台/n]nt"
 _TAG_RE = re.compile(r"/[A-Za-z]+|\]\s*[A-Za-z]+|\[")
-
-
-class CorpusError(ValueError):
-    """A corpus file is missing or unreadable."""
 
 
 @dataclass

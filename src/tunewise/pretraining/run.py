@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from tunewise import __version__
 from tunewise.data.normalize import SmsNormalizer
+from tunewise.errors import CorpusError, ModelError
 from tunewise.models.tokenization import (
     ensure_typed_tokens,
     quiet_transformers,
@@ -132,7 +133,7 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
     for path in opts.corpus_files:
         load_corpus_file(path, corpus)
     if not corpus.documents:
-        raise ValueError("no pretraining text: give --corpus FILE or keep the default corpus")
+        raise CorpusError("no pretraining text: give --corpus FILE or keep the default corpus")
     normalize = SmsNormalizer()
     corpus.documents = [d for d in (normalize(x) for x in corpus.documents) if d]
     train_docs, heldout_docs = corpus.split(opts.heldout, seed=opts.seed)
@@ -150,7 +151,7 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
             mlm, info = BertForMaskedLM.from_pretrained(str(opts.from_dir), output_loading_info=True)
         missing = [k for k in info["missing_keys"] if not k.startswith("cls.")]
         if missing:
-            raise ValueError(
+            raise ModelError(
                 f"{opts.from_dir}: not a BERT encoder ({len(missing)} weights missing, e.g. {missing[:2]})"
             )
         if ensure_typed_tokens(tokenizer):

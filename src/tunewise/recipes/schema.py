@@ -14,12 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tunewise.data.encoding import read_text
+from tunewise.errors import RecipeError
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-
-
-class RecipeError(ValueError):
-    """A recipe file is not valid; the message lists every problem with its field path."""
 
 
 class _Strict(BaseModel):

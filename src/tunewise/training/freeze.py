@@ -11,14 +11,11 @@ import fnmatch
 
 from torch import nn
 
+from tunewise.errors import FreezeError
 from tunewise.models.heads import head_module_names
 
 # Where the stack of transformer blocks lives in the common encoder families.
 _BLOCK_PATHS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers", "layer")
-
-
-class FreezeError(ValueError):
-    """A freeze pattern matched nothing, or a layer-group index is out of range."""
 
 
 def _matches(param_name: str, pattern: str) -> bool:

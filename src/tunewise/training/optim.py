@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from tunewise.errors import FreezeError
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.freeze import _matches, expand_patterns, layer_groups
 
@@ -73,6 +74,12 @@ def build_param_groups(model: nn.Module, recipe: Recipe, stage: StageSpec) -> li
                 label = owner or "other"
                 lr = base_lr * recipe.layerwise_lr_decay**depth
         buckets.setdefault((label, lr * scale, wd), []).append(param)
+    if not buckets:
+        raise FreezeError(
+            f"recipe {recipe.name!r}, stage {stage.name!r}: no parameter is left trainable — the freeze "
+            "plan froze everything; unfreeze something in this stage (e.g. `unfreeze: [head]`) or drop "
+            "a `freeze` entry"
+        )
     return [
         {"params": params, "lr": lr, "weight_decay": wd, "name": label}
         for (label, lr, wd), params in buckets.items()
@@ -88,7 +95,7 @@ def describe_groups(groups: list[dict]) -> list[GroupInfo]:
 def build_optimizer(recipe: Recipe, groups: list[dict]) -> torch.optim.Optimizer:
     """The recipe's optimizer over ``groups`` (each group keeps its own lr/weight decay)."""
     if not groups:
-        raise ValueError("no trainable parameters: the freeze plan froze everything")
+        raise FreezeError("no trainable parameters: the freeze plan froze everything")
     spec = recipe.optimizer
     if spec.name == "adam":
         return torch.optim.Adam(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, amsgrad=spec.amsgrad)

@@ -26,6 +26,7 @@ from tunewise.data.background import background_examples
 from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import PreparedData, prepare_data, split_off, subsample
+from tunewise.errors import ResumeMismatch
 from tunewise.models.build import build_model, save_meta
 from tunewise.models.tokenization import save_tokenizer, unk_rate
 from tunewise.recipes.schema import Recipe
@@ -35,10 +36,6 @@ from tunewise.training.loop import FitResult, TextSplit, fit_classifier
 
 RUN_FILE = "run.json"
 SPLIT_FILE = "split.json"
-
-
-class ResumeMismatch(DataError):
-    """``resume`` found a directory written by a run with other data, split, seed or recipe."""
 
 
 @dataclass
