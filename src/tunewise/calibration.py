@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tunewise.errors import DataError, ModelError
-
-CALIBRATION_FILE = "calibration.json"
+from tunewise.model_dir import CALIBRATION_FILE
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -29,6 +29,7 @@ from tunewise.compare.runs import run_dir
 from tunewise.compare.summary import cells, fractions, recipe_order
 from tunewise.compare.worker import TFIDF
 from tunewise.evaluation import threshold_for_precision
+from tunewise.model_dir import has_weights
 from tunewise.ood import describe, evaluate_test_set
 from tunewise.recipes.schema import load_recipe
 from tunewise.samples import sample_sms_path
@@ -171,7 +172,7 @@ def run_demo(opts: DemoOptions | None = None, console: Console | None = None) ->
     model_dir = out / "model"
     run = best_full_run(results, final)
     source = run_dir(compare_dir, run["key"]) if run else None
-    if source is not None and (source / "model.safetensors").is_file():
+    if source is not None and has_weights(source):
         console.print(
             f"[bold]2/4[/] final model: {final} on all labels, seed {run['seed']} (best dev macro-F1 "
             f"{run['dev_macro_f1']:.3f}), taken from the comparison · saved to {model_dir}"

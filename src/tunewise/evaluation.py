@@ -21,10 +21,10 @@ from tunewise.data.loading import DataError, load_data
 from tunewise.data.split import text_key
 from tunewise.inference import DEFAULT_LONG_TEXT, LongText, Predictor
 from tunewise.metrics import classification_metrics
+from tunewise.model_dir import METRICS_FILE, SPLIT_FILE
 from tunewise.ood import TestSet, evaluate_test_set
 from tunewise.threshold import ThresholdChoice, choose_threshold, no_normal_class_message
 from tunewise.training.checkpoint import write_json_atomic
-from tunewise.training.run import SPLIT_FILE
 
 SplitChoice = Literal["auto", "all", "train", "dev", "test"]
 
@@ -175,7 +175,7 @@ def evaluate_model(
         if not extra:
             raise DataError("nothing to evaluate: give --data, --test-data or both")
         metrics = {"model": str(model_dir), "test_sets": extra}
-        write_json_atomic(out / "metrics.json", metrics)
+        write_json_atomic(out / METRICS_FILE, metrics)
         return metrics
     chosen = select_examples(
         predictor,
@@ -207,7 +207,7 @@ def evaluate_model(
             "test_sets": extra,
         }
     )
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / METRICS_FILE, metrics)
     plot_confusion_matrix(metrics, out / "confusion_matrix.png")
     if return_predictions:  # returned, not written: a comparison pairs runs message by message
         metrics["predictions"] = dict(zip(chosen.keys, probs.argmax(1).tolist(), strict=True))

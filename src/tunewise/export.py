@@ -25,12 +25,10 @@ import numpy as np
 import torch
 
 from tunewise.errors import ExportError
+from tunewise.model_dir import EXPORT_FILE, INT8_FILE, ONNX_FILE
 from tunewise.models.build import load_trained
 from tunewise.training.checkpoint import write_json_atomic
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-EXPORT_FILE = "export.json"
 FP32_TOLERANCE = 1e-4
 OPSET = 18
 QUANTIZED_OPS = ["MatMul"]

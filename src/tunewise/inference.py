@@ -21,6 +21,7 @@ import torch
 from tunewise.calibration import load_calibration, softmax
 from tunewise.data.normalize import SmsNormalizer
 from tunewise.errors import TunewiseError
+from tunewise.model_dir import ONNX_FILE, has_weights, onnx_path
 from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
 from tunewise.threshold import load_threshold, no_normal_class_message, resolve_normal_label
@@ -127,12 +128,14 @@ class OnnxScorer:
 
 
 def _choose_backend(directory: Path, backend: Backend) -> str:
-    has_weights = (directory / "model.safetensors").is_file() or (directory / "pytorch_model.bin").is_file()
-    has_onnx = (directory / "model.onnx").is_file()
+    weights = has_weights(directory)
+    has_onnx = onnx_path(directory).is_file()
     if backend == "auto":
-        return "torch" if has_weights else "onnx" if has_onnx else "torch"
+        return "torch" if weights else "onnx" if has_onnx else "torch"
     if backend == "onnx" and not has_onnx:
-        raise ModelError(f"{directory}: no model.onnx; make one with `tunewise export --model DIR --out DIR`")
+        raise ModelError(
+            f"{directory}: no {ONNX_FILE}; make one with `tunewise export --model DIR --out DIR`"
+        )
     return backend
 
 
@@ -178,7 +181,7 @@ class Predictor:
             chosen = _choose_backend(directory, backend)
             if chosen == "onnx":
                 info = load_meta(directory)
-                file = directory / ("model.int8.onnx" if quantized else "model.onnx")
+                file = onnx_path(directory, quantized)
                 if not file.is_file():
                     raise ModelError(f"{file}: not found; export with `tunewise export --quantize` for int8")
                 self.scorer = OnnxScorer(file, threads, spin)

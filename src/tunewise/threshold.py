@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from tunewise.errors import DataError, NormalLabelError
+from tunewise.model_dir import THRESHOLD_FILE
 
-THRESHOLD_FILE = "threshold.json"
 NORMAL_NAMES = (
     "normal",
     "正常",

@@ -43,6 +43,7 @@ import torch
 from accelerate import Accelerator
 from rich.console import Console
 
+from tunewise.model_dir import has_weights
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
 from tunewise.training.loop import (
@@ -459,7 +460,7 @@ def tune_and_train(
         "budget": budget,
     }
     done = out / SEARCH_FILE
-    if done.is_file() and (out / "model.safetensors").is_file():
+    if done.is_file() and has_weights(out):
         search = json.loads(done.read_text(encoding="utf-8"))
         if search.get("settings") == settings:  # this search finished before an interruption
             tuned = _tuned_run(out, search)

@@ -207,10 +207,9 @@ def _set_aside(run_dir: Path) -> str:
 
 
 def _weights_source(run_dir: Path) -> str | None:
-    import json
+    from tunewise.model_dir import read_meta
 
-    meta = run_dir / "tunewise.json"
-    return json.loads(meta.read_text(encoding="utf-8")).get("weights_source") if meta.is_file() else None
+    return read_meta(run_dir).get("weights_source")
 
 
 def run_tfidf(job: dict) -> dict:

@@ -7,7 +7,6 @@ a BERT-compatible tokenizer, so one training loop and one saving format serve th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +25,12 @@ from transformers import (
 
 from tunewise.data.normalize import NormalizerConfig
 from tunewise.errors import ModelError
+from tunewise.model_dir import WEIGHTS_FILE, has_config, has_weights, read_meta, require_model_dir
 from tunewise.models.heads import apply_head, head_module_names
 from tunewise.models.textcnn import TextCNNConfig, TextCNNForSequenceClassification
 from tunewise.models.tokenization import ensure_typed_tokens, quiet_transformers, train_bert_vocab
 from tunewise.pretrained import resolve_pretrained
 from tunewise.recipes.schema import HeadSpec, ModelSpec
-
-META_FILE = "tunewise.json"
 
 
 @dataclass
@@ -68,7 +66,7 @@ def load_pretrained_config(
     a RoBERTa config with a BERT vocabulary and load with BERT classes instead, saying so.
     """
     notes: list[str] = []
-    if _is_local(name) and not (Path(name).expanduser() / "config.json").is_file():
+    if _is_local(name) and not has_config(Path(name).expanduser()):
         raise ModelError(
             f"cannot load pretrained model {name!r}: the directory has no config.json "
             "(expected a Hugging Face save_pretrained layout)"
@@ -256,10 +254,6 @@ def _check_vocab_fits(name: str, tokenizer: PreTrainedTokenizerBase, model: PreT
         )
 
 
-def save_meta(directory: str | Path, meta: dict) -> None:
-    Path(directory, META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-
-
 @dataclass
 class LoadedModel:
     model: PreTrainedModel
@@ -290,11 +284,8 @@ def load_meta(directory: str | Path) -> ModelMeta:
         >>> load_meta("runs/finetune").labels  # doctest: +SKIP
         ['fraud', 'normal']
     """
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise ModelError(f"{directory}: not a model directory (no config.json)")
-    meta_path = directory / META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    directory = require_model_dir(directory)
+    meta = read_meta(directory)
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     config = AutoConfig.from_pretrained(str(directory))
     labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -316,10 +307,10 @@ def load_trained(directory: str | Path) -> LoadedModel:
     directory = Path(directory)
     info = load_meta(directory)
     head = HeadSpec(**info.meta.get("head", {}))
-    weights = directory / "model.safetensors"
-    if not weights.is_file() and not (directory / "pytorch_model.bin").is_file():
+    weights = directory / WEIGHTS_FILE
+    if not has_weights(directory):
         raise ModelError(
-            f"{directory}: no model weights (model.safetensors); an ONNX export is used with backend 'onnx'"
+            f"{directory}: no model weights ({WEIGHTS_FILE}); an ONNX export is used with backend 'onnx'"
         )
     if head.type == "linear":
         model = _quiet(lambda: AutoModelForSequenceClassification.from_pretrained(str(directory)))
@@ -328,7 +319,7 @@ def load_trained(directory: str | Path) -> LoadedModel:
         model = AutoModelForSequenceClassification.from_config(config)
         apply_head(model, head, config.num_labels)
         if not weights.is_file():
-            raise ModelError(f"{directory}: no model.safetensors")
+            raise ModelError(f"{directory}: no {WEIGHTS_FILE}")
         model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
     return LoadedModel(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunewise.model_dir import has_config
+
 BUNDLED_DIR = Path(__file__).parent
 DEFAULT_PRETRAINED = "tunewise-mini-zh"
 
 
 def bundled_encoders() -> list[str]:
     """Names of the encoders shipped with this installation."""
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if has_config(p))
 
 
 def resolve_pretrained(name: str | None) -> str | None:

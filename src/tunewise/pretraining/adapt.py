@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tunewise.errors import DataError
+from tunewise.model_dir import has_weights
 from tunewise.recipes.schema import DomainAdaptationSpec
 
 CORPUS_FILE = "corpus.txt"
@@ -65,7 +66,7 @@ def domain_adapt(
     if not texts:
         raise DataError("domain adaptation needs training texts; the training split is empty")
     target = Path(cache_dir) / f"adapted-{adaptation_key(spec, encoder, texts, seed)}"
-    if (target / CARD_JSON).is_file() and (target / "model.safetensors").is_file():
+    if (target / CARD_JSON).is_file() and has_weights(target):
         console.print(f"domain-adapted encoder: reusing {target}")
         return target
     target.mkdir(parents=True, exist_ok=True)

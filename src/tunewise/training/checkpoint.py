@@ -54,15 +54,25 @@ def _umask_mode() -> int:
 
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write JSON to ``path`` so a reader sees the old file or the new one, never a mix."""
-    text = json.dumps(obj, ensure_ascii=False, indent=2)  # fails before any file is touched
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2))  # dumps fails before any write
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so a reader sees the old file or the new one, never a mix."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, _umask_mode())
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, _umask_mode())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk or a kill between write and rename: the old file stays, the temporary goes
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:

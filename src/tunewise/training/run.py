@@ -27,15 +27,23 @@ from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
 from tunewise.data.prepare import PreparedData, prepare_data, split_off, subsample
 from tunewise.errors import ResumeMismatch
-from tunewise.models.build import build_model, save_meta
+from tunewise.model_dir import (
+    DATA_REPORT_FILE,
+    HISTORY_FILE,
+    LABELS_FILE,
+    RUN_FILE,
+    SPLIT_FILE,
+    TOKENIZER_CONFIG_FILE,
+    save_weights,
+    write_meta,
+    write_recipe,
+)
+from tunewise.models.build import build_model
 from tunewise.models.tokenization import save_tokenizer, unk_rate
 from tunewise.recipes.schema import Recipe
 from tunewise.threshold import resolve_normal_label
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
 from tunewise.training.loop import FitResult, TextSplit, fit_classifier
-
-RUN_FILE = "run.json"
-SPLIT_FILE = "split.json"
 
 
 @dataclass
@@ -224,7 +232,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
 
     out.mkdir(parents=True, exist_ok=True)
     set_seed(opts.seed)  # before the model exists: random initialisation is part of the run
-    resuming = opts.resume and (out / "tokenizer_config.json").is_file()
+    resuming = opts.resume and (out / TOKENIZER_CONFIG_FILE).is_file()
     built = build_model(
         recipe.model,
         data.labels,
@@ -246,8 +254,8 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         )
 
     save_tokenizer(built.tokenizer, out)
-    (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
-    write_json_atomic(out / "data_report.json", data.report.to_dict())
+    write_recipe(out, recipe.to_yaml())
+    write_json_atomic(out / DATA_REPORT_FILE, data.report.to_dict())
     write_json_atomic(
         out / SPLIT_FILE,
         {
@@ -292,8 +300,8 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         "accuracy": best.get("dev_accuracy"),
         "loss": best.get("dev_loss"),
     }
-    built.model.save_pretrained(str(out))
-    save_meta(
+    save_weights(built.model, out)
+    write_meta(
         out,
         {
             "tunewise_version": __version__,
@@ -317,9 +325,9 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
             "stages": result.stages,
         },
     )
-    write_json_atomic(out / "history.json", result.history)
+    write_json_atomic(out / HISTORY_FILE, result.history)
     write_json_atomic(
-        out / "labels.json",
+        out / LABELS_FILE,
         {
             "labels": data.labels,
             "label2id": {lab: i for i, lab in enumerate(data.labels)},

@@ -1,0 +1,140 @@
+"""The saved model directory: the one place that knows its file names, and writes and reads
+tunewise's own files in it.
+
+A model directory is a Hugging Face ``save_pretrained`` layout, so any tool of that
+ecosystem loads it, plus what tunewise adds:
+
+============================  ==========================  =====================================
+file                          written by                  holds
+============================  ==========================  =====================================
+``config.json``               ``train`` (transformers)    architecture, labels (``id2label``)
+``model.safetensors``         ``train`` (transformers)    the weights
+tokenizer files               ``train`` (transformers)    ``tokenizer_config.json``, ``vocab.txt``…
+``tunewise.json``             ``train``                   normaliser, length limit, head, recipe,
+                                                          seed, best epoch, dev figures
+``recipe.yaml``               ``train``                   the recipe, fully resolved
+``labels.json``               ``train``                   labels, ids and the label map's rules
+``history.json``              ``train``                   one row per epoch
+``data_report.json``          ``train``                   what loading and splitting found
+``split.json``                ``train``                   the seeded split, to re-create it
+``run.json``                  ``train``                   what ``--resume`` checks
+``calibration.json``          ``train``                   the temperature fitted on dev
+``threshold.json``            ``threshold``               the fraud-score threshold
+``metrics.json``              ``evaluate --out``          accuracy, macro-F1, confusion matrix
+``model.onnx``                ``export``                  the ONNX graph (``model.int8.onnx``
+                                                          with ``--quantize``; ``export.json``)
+============================  ==========================  =====================================
+
+Example:
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> write_meta(d, {"max_length": 128})
+    >>> read_meta(d)["max_length"], has_weights(d)
+    (128, False)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tunewise.errors import ModelError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # older transformers; loaded with weights_only=True
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+META_FILE = "tunewise.json"
+RECIPE_FILE = "recipe.yaml"
+LABELS_FILE = "labels.json"
+HISTORY_FILE = "history.json"
+DATA_REPORT_FILE = "data_report.json"
+SPLIT_FILE = "split.json"
+RUN_FILE = "run.json"
+CALIBRATION_FILE = "calibration.json"
+THRESHOLD_FILE = "threshold.json"
+METRICS_FILE = "metrics.json"
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+EXPORT_FILE = "export.json"
+
+
+def has_config(directory: str | Path) -> bool:
+    """True when ``directory`` has a ``config.json`` (a Hugging Face model directory)."""
+    return (Path(directory) / CONFIG_FILE).is_file()
+
+
+def require_model_dir(directory: str | Path) -> Path:
+    """``directory`` as a Path, or a :class:`ModelError` saying it is not a model directory."""
+    directory = Path(directory)
+    if not has_config(directory):
+        raise ModelError(f"{directory}: not a model directory (no {CONFIG_FILE})")
+    return directory
+
+
+def has_weights(directory: str | Path) -> bool:
+    """True when ``directory`` holds PyTorch weights (safetensors, or the legacy ``.bin``)."""
+    d = Path(directory)
+    return (d / WEIGHTS_FILE).is_file() or (d / LEGACY_WEIGHTS_FILE).is_file()
+
+
+def onnx_path(directory: str | Path, quantized: bool = False) -> Path:
+    """Where ``export`` puts the ONNX graph (``quantized``: the int8 one)."""
+    return Path(directory) / (INT8_FILE if quantized else ONNX_FILE)
+
+
+def read_meta(directory: str | Path) -> dict:
+    """tunewise's own settings of a model directory (``tunewise.json``); ``{}`` for a plain
+    Hugging Face directory that has none."""
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e}); retrain, or restore the file") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def write_meta(directory: str | Path, meta: dict) -> None:
+    """Write ``tunewise.json`` atomically (a reader sees the old file or the new one)."""
+    from tunewise.training.checkpoint import write_json_atomic  # torch; this module stays light
+
+    write_json_atomic(Path(directory) / META_FILE, meta)
+
+
+def write_recipe(directory: str | Path, recipe_yaml: str) -> None:
+    """Write ``recipe.yaml`` atomically."""
+    from tunewise.training.checkpoint import write_text_atomic
+
+    write_text_atomic(Path(directory) / RECIPE_FILE, recipe_yaml)
+
+
+def save_weights(model, directory: str | Path) -> None:
+    """``model.save_pretrained(directory)``, atomically file by file: the files are written
+    into a temporary folder beside them and renamed over the old ones, so a kill leaves each
+    of ``config.json`` and ``model.safetensors`` whole (the old one or the new one).
+
+    Example:
+        >>> from transformers import BertConfig, BertForSequenceClassification
+        >>> m = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=8,
+        ...     num_hidden_layers=1, num_attention_heads=1, intermediate_size=8))
+        >>> d = tempfile.mkdtemp(); save_weights(m, d); has_weights(d)
+        True
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".save-"))
+    try:
+        model.save_pretrained(str(tmp))
+        # weights first, config last: a directory with the new config has the new weights
+        names = sorted(os.listdir(tmp), key=lambda n: n == CONFIG_FILE)
+        for name in names:
+            os.replace(tmp / name, directory / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
