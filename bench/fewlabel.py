@@ -25,8 +25,9 @@ from tunewise.data.loading import Example
 from tunewise.data.prepare import PreparedData, split_off, subsample
 from tunewise.models import BuiltModel, build_model
 from tunewise.recipes.schema import Recipe
+from tunewise.tracks.text import TextSplit, fit_classifier
 from tunewise.training.batching import Collator, LengthBucketBatchSampler, TextDataset
-from tunewise.training.loop import FitResult, TextSplit, fit_classifier
+from tunewise.training.loop import FitResult
 from tunewise.training.tasks import ClassificationTask
 
 VALIDATION_SEED = 99

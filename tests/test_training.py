@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from tunewise.data.prepare import prepare_data
 from tunewise.models import build_model
 from tunewise.recipes import parse_recipe
+from tunewise.tracks.text import TextSplit, fit_classifier
 from tunewise.training.checkpoint import latest_checkpoint, load_checkpoint
-from tunewise.training.loop import TextSplit, fit_classifier
 
 from .conftest import make_messages, write_csv
 

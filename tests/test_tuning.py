@@ -99,7 +99,8 @@ def test_lr_find_puts_the_model_back_as_it_was():
     import torch
 
     from tunewise.models.build import build_model
-    from tunewise.training.loop import TextSplit, classification_task, text_loaders
+    from tunewise.tracks.text import TextSplit, text_loaders
+    from tunewise.training.loop import classification_task
 
     rows = make_messages(20)
     labels = sorted({lab for _, lab in rows})
@@ -110,9 +111,7 @@ def test_lr_find_puts_the_model_back_as_it_was():
     frozen_before = {n: p.requires_grad for n, p in built.model.named_parameters()}
     split = TextSplit(texts, ids)
     loader, _ = text_loaders(built.tokenizer, split, split, recipe)
-    result = lr_find(
-        built.model, loader, recipe, classification_task(split, split, recipe, labels), num_steps=15
-    )
+    result = lr_find(built.model, loader, recipe, classification_task(ids, ids, recipe, labels), num_steps=15)
     after = built.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert {n: p.requires_grad for n, p in built.model.named_parameters()} == frozen_before

@@ -115,10 +115,12 @@ def write_recipe(directory: str | Path, recipe_yaml: str) -> None:
     write_text_atomic(Path(directory) / RECIPE_FILE, recipe_yaml)
 
 
-def save_weights(model, directory: str | Path) -> None:
+def save_weights(model, directory: str | Path, config: dict | None = None) -> None:
     """``model.save_pretrained(directory)``, atomically file by file: the files are written
     into a temporary folder beside them and renamed over the old ones, so a kill leaves each
-    of ``config.json`` and ``model.safetensors`` whole (the old one or the new one).
+    of ``config.json`` and ``model.safetensors`` whole (the old one or the new one). A model
+    that is not a Hugging Face one (an image CNN) is saved as its state dict, with ``config``
+    as its ``config.json``.
 
     Example:
         >>> from transformers import BertConfig, BertForSequenceClassification
@@ -131,7 +133,15 @@ def save_weights(model, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".save-"))
     try:
-        model.save_pretrained(str(tmp))
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(str(tmp))
+        else:
+            from safetensors.torch import save_file
+
+            if config is None:
+                raise ModelError(f"{type(model).__name__} is not a Hugging Face model: give its config")
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
         # weights first, config last: a directory with the new config has the new weights
         names = sorted(os.listdir(tmp), key=lambda n: n == CONFIG_FILE)
         for name in names:

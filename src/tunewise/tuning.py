@@ -46,14 +46,7 @@ from rich.console import Console
 from tunewise.model_dir import has_weights
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
-from tunewise.training.loop import (
-    FitResult,
-    TextSplit,
-    apply_initial_freeze,
-    apply_stage,
-    classification_task,
-    text_loaders,
-)
+from tunewise.training.loop import FitResult, apply_initial_freeze, apply_stage, classification_task
 from tunewise.training.optim import build_optimizer, build_param_groups
 
 if TYPE_CHECKING:  # training.run imports this module's callers; a type is all that is needed here
@@ -352,25 +345,22 @@ def range_test(opts: TrainOptions, console: Console | None = None, **kwargs) -> 
     """
     from accelerate.utils import set_seed
 
-    from tunewise.models.build import build_model
-    from tunewise.training.run import encoder_for, load_training_data
+    from tunewise.tracks import get_track
+    from tunewise.training.run import load_training_data
 
     console = console or Console(stderr=True)
     opts = replace(opts, audit=False)
+    track = get_track(opts.recipe.track)
     data, _, select_on = load_training_data(opts, console)
     set_seed(opts.seed)
-    built = build_model(
-        opts.recipe.model,
-        data.labels,
-        pretrained=encoder_for(opts, data, console),
-        train_texts=data.texts("train"),
-        trust_remote_code=opts.trust_remote_code,
+    built = track.build(opts, data, None, console)
+    train_loader, _ = track.loaders(
+        built, data.splits["train"], select_on, data.labels, opts.recipe, opts.seed
     )
     index = {lab: i for i, lab in enumerate(data.labels)}
-    train = TextSplit(data.texts("train"), data.label_ids("train"))
-    dev = TextSplit([e.text for e in select_on], [index[e.label] for e in select_on])
-    train_loader, _ = text_loaders(built.tokenizer, train, dev, opts.recipe, opts.seed)
-    task = classification_task(train, dev, opts.recipe, data.labels)
+    task = classification_task(
+        data.label_ids("train"), [index[e.label] for e in select_on], opts.recipe, data.labels
+    )
     return lr_find(built.model, train_loader, opts.recipe, task, **kwargs)
 
 

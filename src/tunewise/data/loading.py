@@ -52,7 +52,8 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.reason}"
+        # line 0: the problem is a whole file (an image), not a row of one
+        return f"{self.source}: {self.reason}" if self.line == 0 else f"{self.source}:{self.line}: {self.reason}"
 
 
 @dataclass

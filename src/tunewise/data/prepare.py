@@ -37,8 +37,9 @@ class DataReport:
     conflicts: list[Problem]
     counts: dict[str, dict[str, int]]  # split -> label -> rows
     leaks: list[LeakPair] = field(default_factory=list)
-    leak_threshold: float = 0.8
+    leak_threshold: float | None = 0.8  # None: no near-duplicate check was run (images)
     shortcuts: ShortcutAudit | None = None  # what surface features alone achieve on train
+    notes: list[str] = field(default_factory=list)  # how the data was read and split
 
     def to_dict(self) -> dict:
         return {
@@ -53,12 +54,15 @@ class DataReport:
                 "pairs": [vars(p) for p in self.leaks],
             },
             "shortcut_audit": self.shortcuts.to_dict() if self.shortcuts else None,
+            "notes": self.notes,
         }
 
     def print(self, console: Console | None = None, max_problems: int = 15) -> None:
         console = console or Console(stderr=True)
         for file, desc in self.files.items():
             console.print(f"[dim]read[/] {file} [dim]({desc})[/]")
+        for note in self.notes:
+            console.print(f"[dim]{note}[/]")
         splits = [s for s in SPLITS if s in self.counts]
         table = Table(title="Data", show_footer=True)
         labels = sorted({lab for c in self.counts.values() for lab in c})
@@ -84,7 +88,7 @@ class DataReport:
                 f"[yellow]near-duplicate leakage[/]: {detail} texts have a train text with "
                 f"character 5-gram Jaccard >= {self.leak_threshold}"
             )
-        elif len(splits) > 1:
+        elif len(splits) > 1 and self.leak_threshold is not None:  # images: no near-duplicate check
             console.print(f"no near-duplicate leakage between splits (Jaccard >= {self.leak_threshold})")
         if self.shortcuts is not None:
             for line in self.shortcuts.lines():
@@ -93,15 +97,18 @@ class DataReport:
 
 @dataclass
 class PreparedData:
-    """Normalised examples per split, the label set, and the report."""
+    """Examples per split (normalised texts, or image paths), the label set, and the report."""
 
     splits: dict[str, list[Example]]
     labels: list[str]
     report: DataReport
-    normalizer: SmsNormalizer
+    normalizer: SmsNormalizer | None  # None for images
     # the whole training split's texts, kept before a labelled fraction is drawn (a recipe's
     # domain-adaptive pretraining reads them with the labels unused)
     unlabelled_texts: list[str] = field(default_factory=list)
+    # the split record's key of each example, where it is not its text's (images: the hash
+    # of the file's bytes, so a moved folder still finds its test split)
+    keys: dict[str, str] = field(default_factory=dict)
 
     def texts(self, split: str) -> list[str]:
         return [e.text for e in self.splits[split]]
@@ -111,8 +118,12 @@ class PreparedData:
         return [index[e.label] for e in self.splits[split]]
 
     def split_keys(self) -> dict[str, list[str]]:
-        """Hashes of each split's texts, saved with a model so ``evaluate`` finds its test set."""
-        return {s: [text_key(e.text, e.label) for e in ex] for s, ex in self.splits.items()}
+        """Hashes of each split's texts (or images), saved with a model so ``evaluate`` finds
+        its test set."""
+        return {
+            s: [self.keys.get(e.text) or text_key(e.text, e.label) for e in ex]
+            for s, ex in self.splits.items()
+        }
 
 
 def prepare_data(

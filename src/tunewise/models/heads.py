@@ -39,7 +39,18 @@ class MLPHead(nn.Module):
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """Names of the top-level modules that form the task head (new, randomly initialised)."""
+    """Names of the top-level modules that form the task head (new, randomly initialised):
+    the ones the image builder recorded (``fc`` of a ResNet, ``classifier`` of MobileNetV2),
+    else the Hugging Face attribute names.
+
+    Example:
+        >>> m = nn.Sequential(); m.fc = nn.Linear(2, 2); m.tunewise_head = ["fc"]
+        >>> head_module_names(m)
+        ['fc']
+    """
+    recorded = getattr(model, "tunewise_head", None)
+    if recorded:
+        return list(recorded)
     names = [n for n, _ in model.named_children() if n in HEAD_ATTRIBUTES]
     if not names:
         raise ModelError(

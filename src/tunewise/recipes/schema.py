@@ -24,6 +24,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _added_field(default):
+    """A field added after recipes were first saved: left out of dumps while it holds its
+    default, so the run fingerprints, searches and comparisons saved before it still match
+    the same recipe today (they compare dumps)."""
+    return Field(default, exclude_if=lambda value: value == default)
+
+
+TEXT_ARCHITECTURES = ("auto", "textcnn")
+IMAGE_ARCHITECTURES = ("customcnn", "resnet18", "mobilenet_v2", "efficientnet_lite0")
+
+
 class HeadSpec(_Strict):
     """The task head put on top of the encoder.
 
@@ -47,16 +58,27 @@ class TextCNNSpec(_Strict):
 
 
 class ModelSpec(_Strict):
+    """The network. Text: ``auto`` (the pretrained checkpoint's own architecture) or
+    ``textcnn``. Images (``tunewise.models.vision``): ``customcnn`` (the note's, from
+    scratch), ``resnet18``, ``mobilenet_v2``, ``efficientnet_lite0``."""
+
     init: Literal["pretrained", "random"] = "pretrained"
-    architecture: Literal["auto", "textcnn"] = "auto"
+    architecture: Literal[
+        "auto", "textcnn", "customcnn", "resnet18", "mobilenet_v2", "efficientnet_lite0"
+    ] = "auto"
     head: HeadSpec = HeadSpec()
     textcnn: TextCNNSpec = TextCNNSpec()
     max_length: Annotated[int, Field(ge=8, le=8192)] = 256
+    # images: the side of the square the network sees (None: the architecture's own, 224;
+    # 32 for customcnn)
+    image_size: Annotated[int, Field(ge=16, le=1024)] | None = _added_field(None)
 
     @model_validator(mode="after")
-    def _textcnn_is_random(self) -> ModelSpec:
-        if self.architecture == "textcnn" and self.init == "pretrained":
-            raise ValueError("architecture 'textcnn' has no pretrained weights; use init: random")
+    def _scratch_architectures_are_random(self) -> ModelSpec:
+        if self.architecture in ("textcnn", "customcnn") and self.init == "pretrained":
+            raise ValueError(
+                f"architecture {self.architecture!r} has no pretrained weights; use init: random"
+            )
         return self
 
 
@@ -126,6 +148,9 @@ class FreezeSpec(_Strict):
 
     modules: list[str] = []
     first_n_groups: Annotated[int, Field(ge=0)] | None = None
+    # the note's loop exactly: ``for i, child in enumerate(model.children()): if i < N: freeze``
+    # (children without parameters, such as ReLU and pooling, count too)
+    first_n_children: Annotated[int, Field(ge=1)] | None = _added_field(None)
     train_batchnorm: bool = False
 
 
@@ -145,6 +170,9 @@ class StageSpec(_Strict):
     freeze_to: int | None = None
     lr: Annotated[float, Field(gt=0)] | None = None
     lr_scale: Annotated[float, Field(gt=0)] = 1.0
+    # this stage's own parameter groups, replacing the recipe's (the note's second stage
+    # trains layer4 at 1e-5 where the first gave it 1e-3)
+    param_groups: list[ParamGroupSpec] | None = _added_field(None)
 
 
 class EarlyStoppingSpec(_Strict):
@@ -196,6 +224,8 @@ class Recipe(_Strict):
 
     name: str
     description: str = ""
+    # the modality: text or images (tunewise.tracks)
+    track: Literal["text", "image"] = _added_field("text")
     model: ModelSpec = ModelSpec()
     freeze: FreezeSpec = FreezeSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
@@ -212,6 +242,18 @@ class Recipe(_Strict):
     max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     domain_adaptation: DomainAdaptationSpec | None = None
+
+    @model_validator(mode="after")
+    def _architecture_fits_track(self) -> Recipe:
+        allowed = TEXT_ARCHITECTURES if self.track == "text" else IMAGE_ARCHITECTURES
+        if self.model.architecture not in allowed:
+            raise ValueError(
+                f"track {self.track!r} has no architecture {self.model.architecture!r}; choose one of "
+                f"{', '.join(allowed)}" + ("" if self.track == "image" else " (or set track: image)")
+            )
+        if self.track == "image" and self.domain_adaptation is not None:
+            raise ValueError("domain_adaptation (masked-LM pretraining) is for the text track")
+        return self
 
     @model_validator(mode="after")
     def _adapt_pretrained_only(self) -> Recipe:

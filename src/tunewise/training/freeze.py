@@ -1,8 +1,8 @@
 """Freezing, the fastai way: ``freeze``, ``unfreeze``, ``freeze_to`` over layer groups.
 
 The policy (what to freeze when) lives in recipes; this module only knows how. Module
-patterns are globs over module names; ``head`` and ``backbone`` are aliases, ``all``
-matches everything.
+patterns are globs over module names; ``head``, ``backbone`` and ``last_block`` (the top
+block of an image network: ResNet's ``layer4``) are aliases, ``all`` matches everything.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _matches(param_name: str, pattern: str) -> bool:
 
 
 def expand_patterns(model: nn.Module, patterns: list[str] | str) -> list[str]:
-    """Turn aliases into module patterns: ``head``, ``backbone``, ``all``."""
+    """Turn aliases into module patterns: ``head``, ``backbone``, ``last_block``, ``all``."""
     if isinstance(patterns, str):
         patterns = [patterns]
     out: list[str] = []
@@ -33,6 +33,14 @@ def expand_patterns(model: nn.Module, patterns: list[str] | str) -> list[str]:
         elif p == "head":
             # modules the checkpoint did not provide (e.g. a pooler) are new, like the head
             out.extend(head_module_names(model) + list(getattr(model, "tunewise_new_modules", [])))
+        elif p == "last_block":
+            blocks = getattr(model, "tunewise_last_block", None)
+            if not blocks:
+                raise FreezeError(
+                    f"'last_block' is known for the image architectures only; name the modules of "
+                    f"{type(model).__name__} instead"
+                )
+            out.extend(blocks)
         elif p == "backbone":
             heads = head_module_names(model)
             out.extend(n for n, m in model.named_children() if n not in heads and _has_params(m))
@@ -153,6 +161,24 @@ def freeze_to(model: nn.Module, n: int) -> None:
     cut = n % len(groups) if n < 0 else n
     for i, group in enumerate(groups):
         set_trainable(model, group, i >= cut)
+
+
+def first_n_children(model: nn.Module, n: int) -> list[str]:
+    """Names of the first ``n`` children that have parameters, counting every child as the
+    note does (``for i, child in enumerate(model.children()): if i < n``).
+
+    Example:
+        >>> m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Linear(4, 2))
+        >>> first_n_children(m, 3)  # the ReLU counts, and has nothing to freeze
+        ['0', '2']
+    """
+    children = list(model.named_children())
+    if n > len(children):
+        raise FreezeError(
+            f"first_n_children: {n} requested but {type(model).__name__} has {len(children)} children "
+            f"({', '.join(name for name, _ in children)})"
+        )
+    return [name for name, child in children[:n] if _has_params(child)]
 
 
 def first_n_groups(model: nn.Module, n: int) -> list[str]:

@@ -21,10 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from tunewise.data.augment import TextAugmenter
 from tunewise.metrics import majority_baseline
 from tunewise.recipes.schema import Recipe, StageSpec
-from tunewise.training.batching import Collator, LengthBucketBatchSampler, TextDataset
 from tunewise.training.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -33,6 +31,7 @@ from tunewise.training.checkpoint import (
     save_weights_atomic,
 )
 from tunewise.training.freeze import (
+    first_n_children,
     first_n_groups,
     freeze,
     freeze_to,
@@ -46,14 +45,6 @@ from tunewise.training.optim import build_optimizer, build_param_groups, build_s
 from tunewise.training.tasks import ClassificationTask, Task
 
 BEST_WEIGHTS = "best.safetensors"
-
-
-@dataclass
-class TextSplit:
-    """Normalised texts and integer labels of one split."""
-
-    texts: list[str]
-    label_ids: list[int]
 
 
 @dataclass
@@ -76,6 +67,8 @@ def apply_initial_freeze(model: torch.nn.Module, recipe: Recipe) -> None:
         freeze(model, recipe.freeze.modules)
     if recipe.freeze.first_n_groups:
         freeze(model, first_n_groups(model, recipe.freeze.first_n_groups))
+    if recipe.freeze.first_n_children:
+        freeze(model, first_n_children(model, recipe.freeze.first_n_children))
     if recipe.freeze.train_batchnorm:
         unfreeze_batchnorm(model)
 
@@ -118,9 +111,10 @@ def fit(
 ) -> FitResult:
     """Train ``model`` by ``recipe`` on ``task``; checkpoints go to ``work_dir/checkpoints``.
 
-    The loaders' batch sampler and collate function may have ``use_epoch(epoch)``: it is
-    called before each epoch so shuffling and augmentation depend on the epoch number
-    alone, which makes a resumed run repeat the interrupted one exactly. On return the
+    The loaders' batch sampler, sampler, dataset and collate function may have
+    ``use_epoch(epoch)``: it is called before each epoch so shuffling and augmentation
+    depend on the epoch number alone, which makes a resumed run repeat the interrupted one
+    exactly. On return the
     model holds the weights of the best dev epoch.
 
     Example:
@@ -352,63 +346,28 @@ def _improved(state: TrainState, metric: float, loss: float, recipe: Recipe) -> 
 
 
 def _use_epoch(loader: DataLoader, epoch: int) -> None:
-    for part in (loader.batch_sampler, loader.collate_fn):
+    for part in (loader.batch_sampler, loader.sampler, loader.dataset, loader.collate_fn):
         if hasattr(part, "use_epoch"):
             part.use_epoch(epoch)
 
 
-def fit_classifier(
-    model: torch.nn.Module,
-    tokenizer,
-    train: TextSplit,
-    dev: TextSplit,
-    recipe: Recipe,
-    work_dir: str | Path,
-    *,
-    labels: list[str],
-    seed: int = 0,
-    **options,
-) -> FitResult:
-    """``fit`` for text classification: length-bucketed, augmented batches of ``train``.
+def classification_task(
+    train_ids: list[int], dev_ids: list[int], recipe: Recipe, labels: list[str]
+) -> ClassificationTask:
+    """The recipe's loss (class weights from ``train_ids``), and the majority-class baseline
+    early stopping must beat on ``dev_ids``.
 
     Example:
-        >>> fit_classifier(model, tok, TextSplit(texts, ids), TextSplit(dev_texts, dev_ids),
-        ...                load_recipe("scratch"), "runs/x", labels=["normal", "fraud"])  # doctest: +SKIP
+        >>> from tunewise.recipes import load_recipe
+        >>> task = classification_task([0, 0, 1], [0, 1], load_recipe("scratch"), ["a", "b"])
+        >>> task.metric, round(task.baseline, 3)
+        ('macro_f1', 0.333)
     """
-    train_loader, dev_loader = text_loaders(tokenizer, train, dev, recipe, seed)
-    task = classification_task(train, dev, recipe, labels)
-    return fit(model, train_loader, dev_loader, recipe, work_dir, task=task, seed=seed, **options)
-
-
-def text_loaders(
-    tokenizer, train: TextSplit, dev: TextSplit, recipe: Recipe, seed: int = 0
-) -> tuple[DataLoader, DataLoader]:
-    """Length-bucketed loaders: ``train`` shuffled and augmented by the recipe, ``dev`` as is."""
-    augmenter = TextAugmenter(recipe.augmentation) if recipe.augmentation != "none" else None
-    train_loader = DataLoader(
-        TextDataset(train.texts, train.label_ids),
-        batch_sampler=LengthBucketBatchSampler([len(t) for t in train.texts], recipe.batch_size, seed),
-        collate_fn=Collator(tokenizer, recipe.model.max_length, augmenter, seed),
-    )
-    dev_loader = DataLoader(
-        TextDataset(dev.texts, dev.label_ids),
-        batch_sampler=LengthBucketBatchSampler(
-            [len(t) for t in dev.texts], recipe.eval_batch_size, shuffle=False
-        ),
-        collate_fn=Collator(tokenizer, recipe.model.max_length),
-    )
-    return train_loader, dev_loader
-
-
-def classification_task(
-    train: TextSplit, dev: TextSplit, recipe: Recipe, labels: list[str]
-) -> ClassificationTask:
-    """The recipe's loss, and the majority-class baseline early stopping must beat on ``dev``."""
     return ClassificationTask(
-        build_loss(recipe.loss, train.label_ids, len(labels)),
+        build_loss(recipe.loss, train_ids, len(labels)),
         labels,
         recipe.metric,
-        baseline=majority_baseline(train.label_ids, dev.label_ids, labels, recipe.metric),
+        baseline=majority_baseline(train_ids, dev_ids, labels, recipe.metric),
     )
 
 

@@ -31,7 +31,8 @@ def build_param_groups(model: nn.Module, recipe: Recipe, stage: StageSpec) -> li
     """Optimizer parameter groups for the *trainable* parameters of ``model``.
 
     Learning rate per parameter, first rule that applies:
-    1. a recipe ``param_groups`` entry whose module patterns match (its ``lr``/``lr_scale``);
+    1. a ``param_groups`` entry whose module patterns match (its ``lr``/``lr_scale``): the
+       stage's own entries when it has them, else the recipe's;
     2. otherwise the base LR, times ``layerwise_lr_decay ** depth`` when set, where depth
        counts layer groups down from the head (head 0, top block 1, …, embeddings last).
     Everything is then scaled by the stage's ``lr_scale`` (the stage's ``lr`` replaces the base).
@@ -46,7 +47,8 @@ def build_param_groups(model: nn.Module, recipe: Recipe, stage: StageSpec) -> li
     """
     base_lr = stage.lr if stage.lr is not None else recipe.optimizer.lr
     scale = stage.lr_scale
-    explicit = [(expand_patterns(model, g.modules), g) for g in recipe.param_groups]
+    specs = stage.param_groups if stage.param_groups is not None else recipe.param_groups
+    explicit = [(expand_patterns(model, g.modules), g) for g in specs]
     depth_of: dict[str, int] = {}
     if recipe.layerwise_lr_decay is not None:
         groups = layer_groups(model)

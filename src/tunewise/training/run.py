@@ -1,10 +1,10 @@
 """One training run from files to a saved model directory: the ``tunewise train`` command
-as a library call.
+as a library call, the same for every modality.
 
-The output directory is a Hugging Face ``save_pretrained`` layout (``config.json``,
-``model.safetensors``, tokenizer files) plus what tunewise needs to use the model the way
-it was trained: ``tunewise.json`` (labels, normaliser, max length, head), ``recipe.yaml``,
-``split.json`` (which texts were dev/test), ``data_report.json`` and ``history.json``.
+The recipe's track (``tunewise.tracks``) loads the data, builds the model and its input
+pipeline and makes the batches; everything else here — the labelled fraction, the
+validation slice, resuming, ``fit``, calibration and the saved directory
+(``tunewise.model_dir``) — does not depend on what an example is.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 from accelerate.utils import set_seed
 from rich.console import Console
-from transformers import AutoTokenizer
 
 from tunewise import __version__
 from tunewise.calibration import Calibration, fit_temperature
 from tunewise.data.background import background_examples
 from tunewise.data.loading import DataError, LabelMap
-from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
-from tunewise.data.prepare import PreparedData, prepare_data, split_off, subsample
+from tunewise.data.normalize import NormalizerConfig
+from tunewise.data.prepare import PreparedData, split_off, subsample
 from tunewise.errors import ResumeMismatch
 from tunewise.model_dir import (
     DATA_REPORT_FILE,
@@ -33,17 +32,15 @@ from tunewise.model_dir import (
     LABELS_FILE,
     RUN_FILE,
     SPLIT_FILE,
-    TOKENIZER_CONFIG_FILE,
     save_weights,
     write_meta,
     write_recipe,
 )
-from tunewise.models.build import build_model
-from tunewise.models.tokenization import save_tokenizer, unk_rate
 from tunewise.recipes.schema import Recipe
 from tunewise.threshold import resolve_normal_label
+from tunewise.tracks import get_track
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
-from tunewise.training.loop import FitResult, TextSplit, fit_classifier
+from tunewise.training.loop import FitResult, classification_task, fit
 
 
 @dataclass
@@ -90,7 +87,6 @@ class TrainOutcome:
     fit: FitResult
     data: PreparedData
     dev_metrics: dict
-    unk_rate: float
     calibration: Calibration | None = None
 
 
@@ -158,16 +154,7 @@ def load_training_data(opts: TrainOptions, console: Console) -> tuple[PreparedDa
     Example:
         >>> data, normal, select_on = load_training_data(opts, Console())  # doctest: +SKIP
     """
-    data = prepare_data(
-        opts.data,
-        normalizer=SmsNormalizer(opts.normalizer),
-        fractions=opts.split,
-        seed=opts.seed if opts.split_seed is None else opts.split_seed,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        label_map=opts.label_map,
-        audit=opts.audit,
-    )
+    data = get_track(opts.recipe.track).prepare(opts)
     data.report.print(console)
     try:
         normal_label = resolve_normal_label(data.labels, opts.normal_label)
@@ -213,6 +200,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
     console = console or Console(stderr=True)
     out = Path(opts.out)
     recipe = opts.recipe
+    track = get_track(recipe.track)
     data, normal_label, validation = load_training_data(opts, console)
 
     fingerprint = _fingerprint(data, opts)
@@ -232,28 +220,12 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
 
     out.mkdir(parents=True, exist_ok=True)
     set_seed(opts.seed)  # before the model exists: random initialisation is part of the run
-    resuming = opts.resume and (out / TOKENIZER_CONFIG_FILE).is_file()
-    built = build_model(
-        recipe.model,
-        data.labels,
-        pretrained=encoder_for(opts, data, console),
-        train_texts=data.texts("train"),
-        trust_remote_code=opts.trust_remote_code,
-    )
-    if resuming and recipe.model.architecture == "textcnn" and opts.pretrained is None:
-        # the vocabulary was built from the training texts when the run started; reuse it
-        built.tokenizer = AutoTokenizer.from_pretrained(str(out))
+    built = track.build(opts, data, out if opts.resume else None, console)
     for note in built.notes:
         console.print(f"[cyan]note[/] {note}")
-    rate = unk_rate(built.tokenizer, data.texts("train"))
-    console.print(f"[UNK] rate of the training texts under this tokenizer: {rate:.2%}")
-    if rate > 0.05:
-        console.print(
-            "[yellow]warning[/]: more than 5% of tokens are [UNK]; the tokenizer does not fit this "
-            "text (traditional vs simplified? an English vocabulary?)"
-        )
-
-    save_tokenizer(built.tokenizer, out)
+    for warning in built.warnings:
+        console.print(f"[yellow]warning[/]: {warning}")
+    track.save(built, out)
     write_recipe(out, recipe.to_yaml())
     write_json_atomic(out / DATA_REPORT_FILE, data.report.to_dict())
     write_json_atomic(
@@ -278,14 +250,17 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         },
     )
 
-    result = fit_classifier(
+    train_loader, select_loader = track.loaders(
+        built, data.splits["train"], validation, data.labels, recipe, opts.seed
+    )
+    task = classification_task(data.label_ids("train"), _ids(data, validation), recipe, data.labels)
+    result = fit(
         built.model,
-        built.tokenizer,
-        TextSplit(data.texts("train"), data.label_ids("train")),
-        TextSplit(data.texts("validation" if opts.validation else "dev"), _ids(data, validation)),
+        train_loader,
+        select_loader,
         recipe,
         out,
-        labels=data.labels,
+        task=task,
         seed=opts.seed,
         resume=opts.resume,
         console=console,
@@ -300,15 +275,15 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         "accuracy": best.get("dev_accuracy"),
         "loss": best.get("dev_loss"),
     }
-    save_weights(built.model, out)
+    save_weights(built.model, out, built.config)
     write_meta(
         out,
         {
             "tunewise_version": __version__,
+            "track": track.name,
             "labels": data.labels,
             "normal_label": normal_label,
-            "normalizer": opts.normalizer.to_dict(),
-            "max_length": recipe.model.max_length,
+            **built.meta,
             "head": recipe.model.head.model_dump(),
             "architecture": recipe.model.architecture,
             "init": recipe.model.init,
@@ -334,7 +309,8 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
             "label_map": _label_map_rules(opts.label_map),
         },
     )
-    calibration = calibrate(out, [e.text for e in validation], _ids(data, validation))
+    calibration = fit_temperature(track.logits(out, validation), np.asarray(_ids(data, validation)), "dev")
+    calibration.save(out)
     console.print(
         f"calibration: temperature {calibration.temperature:.3f} fitted on dev · expected calibration "
         f"error {calibration.ece_before:.4f} → {calibration.ece_after:.4f}"
@@ -343,32 +319,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         f"[bold green]done[/]: best dev {recipe.metric} {result.best_metric:.4f} at epoch "
         f"{result.best_epoch} · {result.wall_time_s:.0f}s · model saved to {out}"
     )
-    return TrainOutcome(out, result, data, dev_metrics, rate, calibration)
-
-
-def encoder_for(opts: TrainOptions, data: PreparedData, console: Console) -> str | None:
-    """The encoder a run starts from: ``opts.pretrained``, or, when the recipe has a
-    ``domain_adaptation`` stage, that encoder after masked-LM training on the training texts."""
-    spec = opts.recipe.domain_adaptation
-    if spec is None:
-        return opts.pretrained
-    from tunewise.pretrained import resolve_pretrained
-    from tunewise.pretraining.adapt import domain_adapt
-
-    encoder = resolve_pretrained(opts.pretrained)
-    if encoder is None:
-        raise DataError("domain adaptation needs a pretrained encoder; give --pretrained")
-    cache = opts.encoder_cache or Path(opts.out).with_name(Path(opts.out).name + ".encoders")
-    adapted = domain_adapt(
-        spec,
-        encoder,
-        data.unlabelled_texts,
-        seed=opts.seed,
-        cache_dir=cache,
-        console=console,
-        show_progress=opts.show_progress,
-    )
-    return str(adapted)
+    return TrainOutcome(out, result, data, dev_metrics, calibration)
 
 
 def _ids(data: PreparedData, examples) -> list[int]:
@@ -390,22 +341,3 @@ def add_background(data: PreparedData, ratio: float, normal_label: str | None, s
     n = round(ratio * len(data.splits["train"]))
     data.splits["train"] = data.splits["train"] + background_examples(n, normal_label, data.normalizer, seed)
     return n
-
-
-def calibrate(model_dir: Path, texts: list[str], label_ids: list[int]) -> Calibration:
-    """Fit temperature scaling on held-out texts (dev) and save it with the model.
-
-    Over-long texts are truncated, as the dev scores that chose the epoch were.
-
-    Example:
-        >>> c = calibrate(Path("runs/sms"), dev_texts, dev_labels)  # doctest: +SKIP
-        >>> c.ece_after <= c.ece_before  # doctest: +SKIP
-        True
-    """
-    from tunewise.inference import Predictor
-
-    predictor = Predictor(model_dir, calibrated=False, long_text="truncate")
-    logits, _ = predictor.piece_logits(texts)
-    calibration = fit_temperature(logits, np.asarray(label_ids), split="dev")
-    calibration.save(model_dir)
-    return calibration

@@ -34,8 +34,20 @@ class Task(Protocol):
     def to(self, device: torch.device) -> Task: ...
 
 
+def logits_of(output) -> torch.Tensor:
+    """The logits of a forward pass: a Hugging Face output's ``.logits``, or the tensor a
+    torchvision or timm network returns.
+
+    Example:
+        >>> logits_of(torch.zeros(1, 2)).shape
+        torch.Size([1, 2])
+    """
+    return output if isinstance(output, torch.Tensor) else output.logits
+
+
 class ClassificationTask:
-    """Sequence classification with the recipe's loss (cross-entropy or focal, weighted)."""
+    """Classification (of texts or images) with the recipe's loss (cross-entropy or focal,
+    weighted). A batch is the model's keyword inputs plus ``labels`` and ``index``."""
 
     logged = ("loss", "accuracy", "macro_f1")
 
@@ -55,7 +67,7 @@ class ClassificationTask:
     def train_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
         gold = batch.pop("labels")
         batch.pop("index", None)
-        logits = model(**batch).logits
+        logits = logits_of(model(**batch))
         return self.loss_fn(logits.float(), gold), len(gold)
 
     @torch.no_grad()
@@ -66,7 +78,7 @@ class ClassificationTask:
         for batch in loader:
             gold = batch.pop("labels")
             batch.pop("index", None)
-            logits = model(**batch).logits
+            logits = logits_of(model(**batch))
             losses.append(self.loss_fn(logits.float(), gold).item() * len(gold))
             logits, gold = accelerator.gather_for_metrics((logits, gold))
             preds.extend(logits.argmax(-1).tolist())

@@ -1,0 +1,257 @@
+"""The image track: photos through ``torchvision.transforms.v2`` into a CNN.
+
+What only images have lives here: ImageFolder/CSV loading with every file decoded once
+(``tunewise.data.images``), the note's networks (``tunewise.models.vision``), the mild and
+strong pipelines (``tunewise.data.image_augment``) and batches of decoded, augmented
+images. Augmentation is seeded by (seed, epoch, image), so a resumed run sees the same
+crops as the run it continues, without touching the generator dropout draws from.
+
+A saved image model is ``model.safetensors`` and a ``config.json`` naming the
+architecture, labels, head and input size; ``load_image_model`` rebuilds it from those.
+
+Example:
+    >>> from tunewise.tracks import get_track
+    >>> get_track("image").name
+    'image'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from tunewise.data.images import prepare_images
+from tunewise.data.loading import DataError, Example
+from tunewise.data.prepare import PreparedData
+from tunewise.errors import ModelError
+from tunewise.model_dir import CONFIG_FILE, WEIGHTS_FILE, require_model_dir
+from tunewise.recipes.schema import HeadSpec, ModelSpec, Recipe
+from tunewise.tracks import Built
+
+if TYPE_CHECKING:
+    from tunewise.training.run import TrainOptions
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """How an image becomes the network's input: the side of the square and the
+    normalisation the (pretrained) network expects."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def transform(self, strength: str = "none"):
+        from tunewise.data.image_augment import image_transform
+
+        return image_transform(strength, self.size, self.mean, self.std)
+
+    def to_dict(self) -> dict:
+        return {"image_size": self.size, "mean": list(self.mean), "std": list(self.std)}
+
+
+def inputs_for(spec: ModelSpec) -> ImageInputs:
+    """The input pipeline's settings for a recipe's model: its ``image_size`` or the
+    architecture's own, and the architecture's normalisation.
+
+    Example:
+        >>> inputs_for(ModelSpec(architecture="customcnn", init="random")).size
+        32
+    """
+    from tunewise.models.vision import architecture
+
+    arch = architecture(spec.architecture)
+    return ImageInputs(spec.image_size or arch.image_size, arch.mean, arch.std)
+
+
+class ImageDataset(Dataset):
+    """``(index, image tensor, label_id)``; each image decoded and transformed on access,
+    the random draws of its augmentation seeded by (seed, epoch, index)."""
+
+    def __init__(self, paths: list[str], label_ids: list[int] | None, transform, seed: int = 0) -> None:
+        self.paths, self.label_ids, self.transform, self.seed = paths, label_ids, transform, seed
+        self.epoch = 0
+
+    def use_epoch(self, epoch: int) -> None:
+        """Augment as in ``epoch`` (so a resumed run repeats it exactly)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, int]:
+        from PIL import Image
+
+        try:
+            with Image.open(self.paths[i]) as image:
+                rgb = image.convert("RGB")
+        except OSError as e:  # checked when the data was loaded; changed on disk since
+            raise DataError(f"{self.paths[i]}: cannot read the image any more ({e})") from None
+        # fork_rng: the augmentation's draws come from their own seed and leave the global
+        # generator (dropout, shuffling) exactly where it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
+            pixels = self.transform(rgb)
+        return i, pixels, -100 if self.label_ids is None else self.label_ids[i]
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A shuffle that depends on (seed, epoch) alone, so a resumed run repeats it."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def use_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+
+def collate_images(batch: list[tuple[int, torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+    """Stack a batch; the network's input is ``x`` (torchvision and timm name it so)."""
+    return {
+        "x": torch.stack([pixels for _, pixels, _ in batch]),
+        "labels": torch.tensor([label for _, _, label in batch], dtype=torch.long),
+        "index": torch.tensor([index for index, _, _ in batch], dtype=torch.long),
+    }
+
+
+class ImageTrack:
+    """Images: decoded once to check them, augmented by recipe, classified by a CNN."""
+
+    name = "image"
+
+    def prepare(self, opts: TrainOptions) -> PreparedData:
+        """``prepare_images`` with the run's split; ``--text-column`` names the path column of
+        a CSV/JSONL list."""
+        if opts.background:
+            raise DataError("--background adds Chinese sentences; it is for the text track")
+        return prepare_images(
+            opts.data,
+            fractions=opts.split,
+            seed=opts.seed if opts.split_seed is None else opts.split_seed,
+            path_column=opts.text_column,
+            label_column=opts.label_column,
+            label_map=opts.label_map,
+        )
+
+    def build(
+        self, opts: TrainOptions, data: PreparedData, resume_dir: Path | None, console: Console
+    ) -> Built:
+        from tunewise.models.vision import build_image_model
+
+        spec = opts.recipe.model
+        built = build_image_model(spec, data.labels, pretrained=opts.pretrained)
+        inputs = inputs_for(spec)
+        config = image_config(spec, data.labels, inputs)
+        return Built(built.model, inputs, built.source, built.notes, inputs.to_dict(), config=config)
+
+    def loaders(
+        self,
+        built: Built,
+        train: list[Example],
+        select: list[Example],
+        labels: list[str],
+        recipe: Recipe,
+        seed: int,
+    ) -> tuple[DataLoader, DataLoader]:
+        index = {lab: i for i, lab in enumerate(labels)}
+        inputs: ImageInputs = built.inputs
+        train_set = ImageDataset(
+            [e.text for e in train],
+            [index[e.label] for e in train],
+            inputs.transform(recipe.augmentation),
+            seed,
+        )
+        select_set = ImageDataset(
+            [e.text for e in select], [index[e.label] for e in select], inputs.transform()
+        )
+        train_loader = DataLoader(
+            train_set,
+            batch_size=recipe.batch_size,
+            sampler=EpochSampler(len(train_set), seed),
+            collate_fn=collate_images,
+        )
+        select_loader = DataLoader(select_set, batch_size=recipe.eval_batch_size, collate_fn=collate_images)
+        return train_loader, select_loader
+
+    def save(self, built: Built, out: Path) -> None:
+        """Nothing beyond ``tunewise.json``: the input settings are there (``built.meta``)."""
+
+    def logits(self, model_dir: Path, examples: list[Example]) -> np.ndarray:
+        model, inputs, _ = load_image_model(model_dir)
+        return image_logits(model, inputs, [e.text for e in examples])
+
+
+def image_config(spec: ModelSpec, labels: list[str], inputs: ImageInputs) -> dict:
+    """What ``load_image_model`` needs to rebuild the network.
+
+    Example:
+        >>> spec = ModelSpec(architecture="customcnn", init="random")
+        >>> image_config(spec, ["ant", "bee"], inputs_for(spec))["id2label"]
+        {'0': 'ant', '1': 'bee'}
+    """
+    return {
+        "tunewise_track": "image",
+        "architecture": spec.architecture,
+        "head": spec.head.model_dump(),
+        "num_labels": len(labels),
+        "id2label": {str(i): lab for i, lab in enumerate(labels)},
+        "label2id": {lab: i for i, lab in enumerate(labels)},
+        **inputs.to_dict(),
+    }
+
+
+def load_image_model(directory: str | Path) -> tuple[nn.Module, ImageInputs, list[str]]:
+    """``(model in eval mode, its input settings, its labels)`` of a saved image model.
+
+    Example:
+        >>> model, inputs, labels = load_image_model("runs/ants")  # doctest: +SKIP
+    """
+    from safetensors.torch import load_file
+
+    from tunewise.models.vision import build_image_model
+
+    directory = require_model_dir(directory)
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{directory / CONFIG_FILE}: not valid JSON ({e})") from None
+    if config.get("tunewise_track") != "image":
+        raise ModelError(f"{directory}: not an image model (its config.json names no image architecture)")
+    labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
+    spec = ModelSpec(
+        architecture=config["architecture"],
+        init="random",
+        head=HeadSpec(**config["head"]),
+        image_size=config["image_size"],
+    )
+    model = build_image_model(spec, labels).model
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{directory}: no {WEIGHTS_FILE}")
+    model.load_state_dict(load_file(str(weights)))
+    inputs = ImageInputs(config["image_size"], tuple(config["mean"]), tuple(config["std"]))
+    return model.eval(), inputs, labels
+
+
+@torch.no_grad()
+def image_logits(model: nn.Module, inputs: ImageInputs, paths: list[str], batch_size: int = 64) -> np.ndarray:
+    """Raw logits ``(n, labels)`` of ``model`` for the images at ``paths``, evaluated as dev was."""
+    dataset = ImageDataset(paths, None, inputs.transform())
+    rows = []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_images):
+        rows.append(model(batch["x"]).float().numpy())
+    return np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, 0))
