@@ -53,7 +53,9 @@ class Problem:
 
     def __str__(self) -> str:
         # line 0: the problem is a whole file (an image), not a row of one
-        return f"{self.source}: {self.reason}" if self.line == 0 else f"{self.source}:{self.line}: {self.reason}"
+        return (
+            f"{self.source}: {self.reason}" if self.line == 0 else f"{self.source}:{self.line}: {self.reason}"
+        )
 
 
 @dataclass

@@ -175,15 +175,18 @@ def build_image_model(
         size = spec.image_size or arch.image_size
         model = CustomCNN(len(labels), size, dropout=spec.head.dropout)
         _mark(model, arch)
-        return BuiltImageModel(
-            model, "random", [f"the note's CustomCNN for {size}x{size} images"]
-        )
+        return BuiltImageModel(model, "random", [f"the note's CustomCNN for {size}x{size} images"])
     model = _backbone(arch.name)
     notes: list[str] = []
     source = "random"
     if spec.init == "pretrained":
         source, state = imagenet_weights(arch, pretrained)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # a tensor of another shape: another network's weights
+            raise ModelError(
+                f"{source}: not {arch.name} ImageNet weights ({str(e).splitlines()[-1].strip()})"
+            ) from None
         if missing or unexpected:
             raise ModelError(
                 f"{source}: not {arch.name} ImageNet weights ({len(missing)} tensors missing, e.g. "

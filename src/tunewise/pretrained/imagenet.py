@@ -16,7 +16,7 @@ A test proves the result still sees ImageNet: scikit-image's cat photo comes out
 
 Example:
     >>> path = efficientnet_lite0_checkpoint()  # doctest: +SKIP
-    >>> path.name
+    >>> path.name  # doctest: +SKIP
     'efficientnet_lite0-imagenet1k.safetensors'
 """
 
