@@ -302,8 +302,12 @@ def evaluate(
 def predict(
     model: Path = typer.Option(..., "--model", help="Model directory written by `tunewise train`."),
     text: str | None = typer.Option(None, "--text", help="One message to classify."),
+    image: Path | None = typer.Option(None, "--image", help="One image to classify (an image model)."),
     input_file: Path | None = typer.Option(
-        None, "--input", help="File of messages (any supported format; labels optional)."
+        None,
+        "--input",
+        help="File of messages (any supported format; labels optional); for an image model, a folder "
+        "of images or a CSV/JSONL list with a path column.",
     ),
     output_file: Path | None = typer.Option(
         None, "--output", help="Where to write predictions: .csv or .jsonl."
@@ -323,10 +327,18 @@ def predict(
     ),
     normal_label: str | None = _normal_label_option(),
 ) -> None:
-    """Classify one text (--text) or a file (--input … --output …)."""
+    """Classify one text (--text) or a file (--input … --output …); an image model classifies
+    one image (--image) or a folder or list of them (--input … --output …)."""
     from tunewise.data.loading import Problem, stream_data
     from tunewise.inference import Predictor
 
+    if _is_image_model(model):
+        if text is not None:
+            _fail(f"{model} classifies images: give --image FILE or --input FOLDER --output FILE")
+        _predict_images(model, image, input_file, output_file, batch_size, text_column)
+        return
+    if image is not None:
+        _fail(f"{model} classifies texts: give --text or --input FILE")
     if (text is None) == (input_file is None):
         _fail("give exactly one of --text TEXT or --input FILE")
     if input_file is not None and output_file is None:
@@ -386,6 +398,75 @@ def predict(
         + (f" ({windowed} long texts handled by {long_text})" if windowed else "")
         + (f"; {problems} rows skipped" if problems else "")
     )
+
+
+def _is_image_model(model: Path) -> bool:
+    from tunewise.model_dir import read_meta
+    from tunewise.tracks import track_of
+
+    try:
+        return track_of(read_meta(model)) == "image"
+    except USER_ERRORS as e:
+        _fail(str(e))
+
+
+def _predict_images(
+    model: Path,
+    image: Path | None,
+    input_file: Path | None,
+    output_file: Path | None,
+    batch_size: int,
+    path_column: str | None,
+) -> None:
+    """``predict`` for an image model: one image to stdout, or many to a CSV/JSONL file."""
+    from tunewise.data.images import image_files
+    from tunewise.tracks.image import ImagePredictor
+
+    if (image is None) == (input_file is None):
+        _fail("give exactly one of --image FILE or --input FOLDER (or a CSV/JSONL list of paths)")
+    if input_file is not None and output_file is None:
+        _fail("--input needs --output FILE (.csv or .jsonl)")
+    if output_file is not None and output_file.suffix.lower() not in (".csv", ".jsonl"):
+        _fail(f"--output must end in .csv or .jsonl, got {output_file.name!r}")
+    try:
+        predictor = ImagePredictor(model, batch_size=batch_size)
+        if image is not None:
+            out.print(json.dumps(predictor.predict([image])[0].to_dict(), ensure_ascii=False))
+            return
+        files, problems = image_files(input_file, path_column=path_column)  # type: ignore[arg-type]
+        for problem in problems[:10]:
+            err.print(f"[yellow]skipped[/] {problem}")
+        if not files:
+            _fail(
+                f"{input_file}: no images to classify" + (f" ({len(problems)} skipped)" if problems else "")
+            )
+        written = _write_image_predictions(output_file, predictor, files)  # type: ignore[arg-type]
+    except USER_ERRORS as e:
+        _fail(str(e))
+    err.print(
+        f"wrote {written:,} predictions to {output_file}" + (f"; {len(problems)} skipped" if problems else "")
+    )
+
+
+def _write_image_predictions(path: Path, predictor, files: list[Path], chunk: int = 256) -> int:
+    """Predictions for ``files`` into ``path.part``, renamed to ``path`` when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    jsonl = path.suffix.lower() == ".jsonl"
+    with part.open("w", encoding="utf-8" if jsonl else "utf-8-sig", newline="") as f:
+        writer = None if jsonl else csv.writer(f)
+        if writer is not None:
+            writer.writerow(["image", "label", *[f"p_{lab}" for lab in predictor.labels], "width", "height"])
+        for start in range(0, len(files), chunk):
+            batch = files[start : start + chunk]
+            for r in predictor.predict(batch, names=[str(p) for p in batch]):
+                if writer is None:
+                    f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+                else:
+                    probs = [f"{r.probabilities[lab]:.6f}" for lab in predictor.labels]
+                    writer.writerow([r.image, r.label, *probs, r.width, r.height])
+    part.replace(path)
+    return len(files)
 
 
 def _write_predictions(

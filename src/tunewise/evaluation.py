@@ -17,13 +17,14 @@ from typing import Literal
 import numpy as np
 
 from tunewise.calibration import expected_calibration_error
-from tunewise.data.loading import DataError, load_data
+from tunewise.data.loading import DataError, Example, load_data
 from tunewise.data.split import text_key
 from tunewise.inference import DEFAULT_LONG_TEXT, LongText, Predictor
 from tunewise.metrics import classification_metrics
-from tunewise.model_dir import METRICS_FILE, SPLIT_FILE
+from tunewise.model_dir import METRICS_FILE, SPLIT_FILE, read_meta
 from tunewise.ood import TestSet, evaluate_test_set
 from tunewise.threshold import ThresholdChoice, choose_threshold, no_normal_class_message
+from tunewise.tracks import track_of
 from tunewise.training.checkpoint import write_json_atomic
 
 SplitChoice = Literal["auto", "all", "train", "dev", "test"]
@@ -38,29 +39,41 @@ class EvaluationData:
     keys: list[str] = field(default_factory=list)  # text_key of each row, to pair runs by message
 
 
-def select_examples(
-    predictor: Predictor,
-    data: str | Path,
-    split: SplitChoice = "auto",
-    *,
-    model_dir: str | Path,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    label_map: str | Path | None = None,
-) -> EvaluationData:
-    """Load labelled data and pick the rows to score (see module docstring)."""
-    loaded = load_data(data, text_column=text_column, label_column=label_column, label_map=label_map)
-    index = {lab: i for i, lab in enumerate(predictor.labels)}
+def check_known_labels(examples: list[Example], labels: list[str]) -> None:
+    """A clear error naming the first row of each label the model does not know.
+
+    Example:
+        >>> try:
+        ...     check_known_labels([Example("hi", "spam", "a.csv", 2)], ["fraud", "normal"])
+        ... except DataError as e:
+        ...     print(str(e)[:56])
+        labels the model does not know: 'spam' (first at a.csv:2)
+    """
+    known = set(labels)
     unknown: dict[str, str] = {}
-    for ex in loaded.examples:
-        if ex.label not in index:
+    for ex in examples:
+        if ex.label not in known:
             unknown.setdefault(str(ex.label), ex.where)
     if unknown:
         listed = ", ".join(f"{lab!r} (first at {where})" for lab, where in list(unknown.items())[:5])
         raise DataError(
-            f"labels the model does not know: {listed}. The model knows {predictor.labels}; "
-            "map them with --label-map."
+            f"labels the model does not know: {listed}. The model knows {labels}; map them with --label-map."
         )
+
+
+def text_rows(
+    predictor: Predictor,
+    data: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_map: str | Path | None = None,
+) -> list[tuple[str, int, str]]:
+    """``(text, label id, split key)`` of each distinct labelled message of ``data``,
+    normalised and keyed as training keyed its split."""
+    loaded = load_data(data, text_column=text_column, label_column=label_column, label_map=label_map)
+    check_known_labels(loaded.examples, predictor.labels)
+    index = {lab: i for i, lab in enumerate(predictor.labels)}
     seen: set[str] = set()
     rows = []
     for ex in loaded.examples:
@@ -69,6 +82,24 @@ def select_examples(
         if norm and key not in seen:  # score each distinct message once, as training did
             seen.add(key)
             rows.append((ex.text, index[ex.label], key))
+    return rows
+
+
+def select_examples(
+    predictor,
+    data: str | Path,
+    split: SplitChoice = "auto",
+    *,
+    model_dir: str | Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_map: str | Path | None = None,
+) -> EvaluationData:
+    """Load labelled data — texts, or images for an image model — and pick the rows to
+    score (see module docstring)."""
+    read_rows = getattr(predictor, "labelled_rows", None)
+    columns = {"text_column": text_column, "label_column": label_column, "label_map": label_map}
+    rows = read_rows(data, **columns) if read_rows else text_rows(predictor, data, **columns)
     split_file = Path(model_dir) / SPLIT_FILE
     stored = json.loads(split_file.read_text(encoding="utf-8")) if split_file.is_file() else {}
     if split == "all":
@@ -162,7 +193,16 @@ def evaluate_model(
         >>> sorted(m)[:3], sorted(m["test_sets"])  # doctest: +SKIP
         (['accuracy', 'confusion_matrix', 'data'], ['spam'])
     """
-    predictor = Predictor(model_dir, batch_size=batch_size, long_text=long_text, normal_label=normal_label)
+    if track_of(read_meta(model_dir)) == "image":
+        from tunewise.tracks.image import ImagePredictor
+
+        if test_sets:
+            raise DataError("--test-data (out-of-domain fraud-score sets) is for text models")
+        predictor = ImagePredictor(model_dir, batch_size=batch_size)
+    else:
+        predictor = Predictor(
+            model_dir, batch_size=batch_size, long_text=long_text, normal_label=normal_label
+        )
     extra = {
         t.name: evaluate_test_set(
             predictor, t, label_map=label_map, text_column=text_column, label_column=label_column
@@ -186,15 +226,15 @@ def evaluate_model(
         label_column=label_column,
         label_map=label_map,
     )
-    logits, encoded = predictor.piece_logits(chosen.texts, progress)
-    probs = predictor.combine(logits, encoded)
+    # what the model delivers (calibrated), what the raw network said, and how inputs were
+    # handled (long texts)
+    probs, raw, handling = predictor.scores(chosen.texts, progress)
     metrics = classification_metrics(chosen.label_ids, probs.argmax(1).tolist(), predictor.labels)
     truth = np.asarray(chosen.label_ids)
     metrics["calibration"] = {
         "temperature": predictor.temperature,
-        # what the model delivers (calibrated), and what the raw network said
         "ece": expected_calibration_error(probs, truth),
-        "ece_uncalibrated": expected_calibration_error(predictor.combine(logits, encoded, 1.0), truth),
+        "ece_uncalibrated": expected_calibration_error(raw, truth),
     }
     metrics.update(
         {
@@ -202,8 +242,7 @@ def evaluate_model(
             "selection": chosen.note,
             "model": str(model_dir),
             "data": str(data),
-            "long_text": long_text,
-            "long_texts": sum(h != "full" for h in encoded.handling),
+            **handling,
             "test_sets": extra,
         }
     )

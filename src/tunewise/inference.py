@@ -311,6 +311,21 @@ class Predictor:
         probs /= np.maximum(counts, 1)[:, None]  # windows of one text: mean probability
         return probs
 
+    def scores(
+        self, texts: list[str], progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        """What ``evaluate`` reports: calibrated probabilities, the uncalibrated ones (temperature
+        1), and how over-long texts were handled.
+
+        Example:
+            >>> probs, raw, handling = Predictor("runs/sms").scores(["您好"])  # doctest: +SKIP
+            >>> handling  # doctest: +SKIP
+            {'long_text': 'truncate', 'long_texts': 0}
+        """
+        logits, encoded = self.piece_logits(texts, progress)
+        handling = {"long_text": self.long_text, "long_texts": sum(h != "full" for h in encoded.handling)}
+        return self.combine(logits, encoded), self.combine(logits, encoded, 1.0), handling
+
     def predict(
         self, texts: list[str] | Encoded, progress: Callable[[int], None] | None = None
     ) -> list[Prediction]:

@@ -205,6 +205,45 @@ def load_images(
     return result
 
 
+def image_files(path: str | Path, *, path_column: str | None = None) -> tuple[list[Path], list[Problem]]:
+    """Images to classify (no labels needed): one file, every image under a folder (sorted),
+    or the path column of a CSV/JSONL list. Files that do not decode are problems.
+
+    Example:
+        >>> files, problems = image_files("new_photos/")  # doctest: +SKIP
+    """
+    from tunewise.data.loading import load_file
+
+    root = Path(path)
+    if not root.exists():
+        raise DataError(f"{root}: no such file or folder")
+    problems: list[Problem] = []
+    if root.is_dir():
+        candidates = [
+            (p, str(p), 0) for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")
+        ]
+    elif root.suffix.lower() in LIST_SUFFIXES:
+        _, column = _path_column(root, path_column)
+        if column is None:
+            raise DataError(f"{root}:1: no image path column: expected one of {', '.join(PATH_COLUMNS)}")
+        rows = load_file(root, text_column=column, require_labels=False)
+        problems.extend(rows.problems)
+        candidates = []
+        for ex in rows.examples:
+            file = Path(ex.text).expanduser()
+            candidates.append((file if file.is_absolute() else root.parent / file, ex.source, ex.line))
+    else:
+        candidates = [(root, str(root), 0)]
+    files = []
+    for file, source, line in candidates:
+        reason = check_image(file) if file.is_file() else f"{file}: no such image file"
+        if reason is None:
+            files.append(file)
+        else:
+            problems.append(Problem(str(file) if line == 0 else source, line, reason))
+    return files, problems
+
+
 def _as_load_result(load: ImageLoad):
     from tunewise.data.loading import LoadResult
 

@@ -28,6 +28,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tunewise.data.images import MAX_PIXELS as MAX_IMAGE_PIXELS
 from tunewise.data.images import prepare_images
 from tunewise.data.loading import DataError, Example
 from tunewise.data.prepare import PreparedData
@@ -255,3 +256,164 @@ def image_logits(model: nn.Module, inputs: ImageInputs, paths: list[str], batch_
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_images):
         rows.append(model(batch["x"]).float().numpy())
     return np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, 0))
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """The result for one image."""
+
+    image: str  # the file's path, or the upload's name
+    label: str
+    probabilities: dict[str, float]
+    width: int
+    height: int
+
+    def to_dict(self) -> dict:
+        return {
+            "image": self.image,
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+def open_image(source, name: str | None = None):
+    """``(RGB PIL image, name)`` from a path, bytes, or a PIL image; a clear error for
+    anything Pillow cannot decode.
+
+    Example:
+        >>> open_image(b"not a photo", "upload")
+        Traceback (most recent call last):
+        ...
+        tunewise.errors.DataError: upload: not an image Pillow can read
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        return source.convert("RGB"), name or "image"
+    label = name or str(source if not isinstance(source, bytes) else "bytes")
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise DataError(f"{label}: cannot open ({e.strerror or e})") from None
+    try:
+        with handle, Image.open(handle) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{label}: {image.width}x{image.height} pixels is too large to decode safely")
+            return image.convert("RGB"), label
+    except UnidentifiedImageError:
+        raise DataError(f"{label}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{label}: cannot decode ({e})") from None
+
+
+class ImagePredictor:
+    """Classify images with a model saved by ``tunewise train`` (an image recipe).
+
+    Images are prepared exactly as dev was during training (resized, centre-cropped,
+    normalised for the network); probabilities are calibrated by the temperature fitted on
+    dev after training.
+
+    Example:
+        >>> p = ImagePredictor("runs/ants")  # doctest: +SKIP
+        >>> p.predict(["bee.jpg"])[0].label  # doctest: +SKIP
+        'bees'
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int = 32,
+        calibrated: bool = True,
+        device: str | None = None,
+    ) -> None:
+        from tunewise.calibration import load_calibration
+
+        self.directory = Path(model_dir)
+        self.model, self.inputs, self.labels = load_image_model(self.directory)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.transform = self.inputs.transform()
+        self.batch_size = batch_size
+        self.backend = "torch"
+        self.calibration = load_calibration(self.directory) if calibrated else None
+        self.temperature = self.calibration.temperature if self.calibration else 1.0
+        self.normal_label = None  # no fraud score for images
+        self.threshold = None
+
+    @torch.no_grad()
+    def logits(self, images: list) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+        """Raw logits ``(n, labels)`` and ``(name, width, height)`` of each image (paths,
+        bytes or PIL images)."""
+        rows, info = [], []
+        for start in range(0, len(images), self.batch_size):
+            batch = []
+            for source in images[start : start + self.batch_size]:
+                image, name = open_image(source)
+                info.append((name, image.width, image.height))
+                batch.append(self.transform(image))
+            rows.append(self.model(torch.stack(batch).to(self.device)).float().cpu().numpy())
+        logits = np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, len(self.labels)))
+        return logits, info
+
+    def scores(self, images: list, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """What ``evaluate`` reports: calibrated probabilities and the uncalibrated ones."""
+        from tunewise.calibration import softmax
+
+        logits, _ = self.logits(images)
+        if progress is not None:
+            progress(len(images))
+        return softmax(logits, self.temperature), softmax(logits), {}
+
+    def labelled_rows(
+        self,
+        data: str | Path,
+        *,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        label_map=None,
+    ) -> list[tuple[str, int, str]]:
+        """``(path, label id, split key)`` of each distinct labelled image of ``data``, keyed
+        by its bytes as training keyed its split (``--text-column`` names a list's path column)."""
+        from tunewise.data.images import file_digest, load_images
+        from tunewise.data.split import text_key
+        from tunewise.evaluation import check_known_labels
+
+        loaded = load_images(data, path_column=text_column, label_column=label_column, label_map=label_map)
+        for problem in loaded.problems[:10]:
+            Console(stderr=True).print(f"[yellow]skipped[/] {problem}")
+        check_known_labels(loaded.examples, self.labels)
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        seen: set[str] = set()
+        rows = []
+        for ex in loaded.examples:
+            key = text_key(file_digest(ex.text), ex.label)
+            if key not in seen:  # each distinct image once, as training did
+                seen.add(key)
+                rows.append((ex.text, index[ex.label], key))
+        return rows
+
+    def predict_proba(self, images: list) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+        from tunewise.calibration import softmax
+
+        logits, info = self.logits(images)
+        return softmax(logits, self.temperature), info
+
+    def predict(self, images: list, names: list[str] | None = None) -> list[ImagePrediction]:
+        probs, info = self.predict_proba(images)
+        results = []
+        for i, (p, (name, width, height)) in enumerate(zip(probs, info, strict=True)):
+            results.append(
+                ImagePrediction(
+                    image=names[i] if names else name,
+                    label=self.labels[int(p.argmax())],
+                    probabilities={lab: float(x) for lab, x in zip(self.labels, p, strict=True)},
+                    width=width,
+                    height=height,
+                )
+            )
+        return results
