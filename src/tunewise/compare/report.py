@@ -23,6 +23,7 @@ from tunewise.compare.summary import (
     fractions,
     gap_ci,
     init_only_pair,
+    items,
     recipe_order,
     test_sets,
     verdict,
@@ -195,7 +196,9 @@ def build_blocks(results: dict, images: dict[str, Path], command: str | None = N
             "p",
             f"Data: {results.get('data')} — {len(results.get('labels', []))} labels, "
             f"{sizes.get('train', '?')} train / {sizes.get('dev', '?')} dev / {sizes.get('test', '?')} test "
-            f"messages (split seed {results.get('split_seed')}). " + _protocol(results) + " Figures are "
+            f"{items(results)} (split seed {results.get('split_seed')}). "
+            + _protocol(results)
+            + " Figures are "
             "test macro-F1, mean ± sd over seeds "
             f"{', '.join(map(str, results.get('seeds', [])))}.",
         ),
@@ -293,7 +296,7 @@ def _gap_blocks(results: dict) -> list[Block]:
         Block(
             "p",
             "Test macro-F1 points, first recipe minus second, mean over the seeds both ran, with a "
-            "95% paired bootstrap interval (test messages and seed pairs resampled, 2,000 times; "
+            f"95% paired bootstrap interval (test {items(results)} and seed pairs resampled, 2,000 times; "
             "tunewise.compare.stats). An interval that includes zero is a tie.",
         ),
         Block(

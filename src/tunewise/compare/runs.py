@@ -21,8 +21,9 @@ from rich.console import Console
 from tunewise import __version__
 from tunewise.compare.summary import fmt_fraction
 from tunewise.compare.worker import TFIDF, execute
-from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
-from tunewise.data.prepare import prepare_data, subsample
+from tunewise.data.images import looks_like_images
+from tunewise.data.normalize import NormalizerConfig
+from tunewise.data.prepare import subsample
 from tunewise.errors import CompareError
 from tunewise.ood import describe
 from tunewise.pretrained import BUNDLED_DIR, resolve_pretrained
@@ -74,8 +75,9 @@ class CompareOptions:
     quiet_runs: bool = True  # the runs' own epoch logs; the comparison prints one line per run
 
 
-def default_recipes(pretrained: str | None) -> list[str]:
-    """The arms of a comparison (beside the TF-IDF reference): the TextCNN from scratch, the
+def default_recipes(pretrained: str | None, images: bool = False) -> list[str]:
+    """The arms of a comparison. For images, the note's pair: its CustomCNN from scratch and
+    the ImageNet network fine-tuned. For text (beside the TF-IDF reference): the TextCNN from scratch, the
     fine-tuned encoder's own architecture from random weights (``scratch-transformer``: only
     the initialisation differs from fine-tuning), and the fine-tuning recipe that suits the
     encoder: ``finetune`` (rates for BERT-base-sized checkpoints), or ``finetune-small`` for
@@ -86,7 +88,11 @@ def default_recipes(pretrained: str | None) -> list[str]:
         ['scratch', 'scratch-transformer', 'finetune']
         >>> default_recipes(None)
         ['scratch', 'scratch-transformer', 'finetune-small']
+        >>> default_recipes(None, images=True)
+        ['image-scratch', 'image-finetune']
     """
+    if images:
+        return ["image-scratch", "image-finetune"]
     resolved = resolve_pretrained(pretrained)
     bundled = resolved is not None and Path(resolved).parent == BUNDLED_DIR
     return ["scratch", "scratch-transformer", "finetune-small" if bundled or resolved is None else "finetune"]
@@ -143,6 +149,38 @@ def _load_recipes(opts: CompareOptions, names: list[str]) -> dict[str, Recipe]:
     return recipes
 
 
+def _one_track(recipes: dict[str, Recipe]):
+    """The track every recipe of the comparison is for (text when only the baseline runs)."""
+    from tunewise.tracks import get_track
+
+    tracks = sorted({r.track for r in recipes.values()})
+    if len(tracks) > 1:
+        listed = ", ".join(f"{n} ({r.track})" for n, r in recipes.items())
+        raise CompareError(f"a comparison runs recipes of one track on one data set; got {listed}")
+    return get_track(tracks[0] if tracks else "text")
+
+
+def prepare_split(opts: CompareOptions, track, recipe: Recipe | None):
+    """The comparison's one split of ``opts.data``, as each run's ``train_model`` will make it
+    (the track's ``prepare`` with the comparison's split seed), audited once."""
+    from tunewise.training.run import TrainOptions
+
+    return track.prepare(
+        TrainOptions(
+            data=opts.data,
+            recipe=recipe or load_recipe("scratch"),
+            out=opts.out,
+            seed=opts.split_seed,
+            split=opts.split,
+            text_column=opts.text_column,
+            label_column=opts.label_column,
+            label_map=opts.label_map,
+            normalizer=opts.normalizer,
+            background=0.0,
+        )
+    )
+
+
 def _check_fractions(fractions: list[float]) -> list[float]:
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad:
@@ -180,20 +218,23 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
     fractions = _check_fractions(list(opts.fractions))
     if opts.seeds < 1:
         raise CompareError(f"--seeds must be at least 1, got {opts.seeds}")
-    pretrained = resolve_pretrained(opts.pretrained)
-    recipe_names = opts.recipes if opts.recipes is not None else default_recipes(opts.pretrained)
+    images = opts.recipes is None and looks_like_images(opts.data)
+    recipe_names = opts.recipes if opts.recipes is not None else default_recipes(opts.pretrained, images)
     if opts.recipes is None:
-        console.print(f"recipes: {', '.join(recipe_names)} (the defaults for this encoder; see --recipes)")
+        what = "for images" if images else "for this encoder"
+        console.print(f"recipes: {', '.join(recipe_names)} (the defaults {what}; see --recipes)")
     recipes = _load_recipes(opts, recipe_names)
-    data = prepare_data(
-        opts.data,
-        normalizer=SmsNormalizer(opts.normalizer),
-        fractions=opts.split,
-        seed=opts.split_seed,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        label_map=opts.label_map,
-    )
+    track = _one_track(recipes)
+    baseline = opts.baseline
+    if track.name != "text":
+        if baseline:
+            console.print("no TF-IDF reference: it classifies texts, and these recipes are for images")
+        baseline = False
+        if opts.test_sets:
+            raise CompareError("--test-data (out-of-domain fraud-score sets) is for text recipes")
+    # the bundled text encoder is the text track's default; an image recipe has its own
+    pretrained = resolve_pretrained(opts.pretrained) if track.name == "text" else opts.pretrained
+    data = prepare_split(opts, track, next(iter(recipes.values()), None))
     data.report.print(console)
     if opts.test_sets and resolve_normal_label(data.labels, opts.normal_label) is None:
         raise CompareError("--test-data needs a fraud score: " + no_normal_class_message(data.labels))
@@ -226,10 +267,11 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             f"{out} holds runs that fine-tuned {results.get('pretrained')!r}; this comparison asks for "
             f"{pretrained!r}. Use another --out (nothing was overwritten)"
         )
-    names = ([TFIDF] if opts.baseline else []) + list(recipes)
+    names = ([TFIDF] if baseline else []) + list(recipes)
     results.update(
         {
             "tunewise_version": __version__,
+            "track": track.name,
             "data": str(opts.data),
             "split": list(opts.split),
             "split_seed": opts.split_seed,
@@ -241,7 +283,7 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             "seeds": list(range(opts.seeds)),
             "recipes": {
                 **{n: r.model_dump(mode="json") for n, r in recipes.items()},
-                **({TFIDF: None} if opts.baseline else {}),
+                **({TFIDF: None} if baseline else {}),
             },
             "order": names,
             "test_sets": {t.name: str(t.path) for t in opts.test_sets},

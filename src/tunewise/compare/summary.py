@@ -160,7 +160,11 @@ def describe_recipe(results: dict, recipe: str) -> dict[str, str]:
             encoder = Path(encoder).name
         init = f"pretrained weights ({encoder}) + new {model['head']['type']} head"
     else:
-        arch = "TextCNN" if model["architecture"] == "textcnn" else "the encoder's architecture"
+        arch = {
+            "textcnn": "TextCNN",
+            "customcnn": "the note's CustomCNN",
+            "auto": "the encoder's architecture",
+        }.get(model["architecture"], model["architecture"])
         init = f"random weights ({arch})"
     opt = spec["optimizer"]
     lrs = [f"{opt['name']} {_lr(opt['lr'])}"]
@@ -363,6 +367,16 @@ def best_per_budget(results: dict) -> list[tuple[float, str, list[str], dict[str
     return out
 
 
+def items(results: dict) -> str:
+    """What the comparison's examples are, for its sentences: messages, or images.
+
+    Example:
+        >>> items({"track": "image"}), items({})
+        ('images', 'messages')
+    """
+    return "images" if results.get("track") == "image" else "messages"
+
+
 def _budget_lines(results: dict) -> list[str]:
     """The new verdict lines: what pretrained weights are worth (the init-only pair), what
     domain adaptation adds, and which recipes are best at each budget within the intervals."""
@@ -370,7 +384,9 @@ def _budget_lines(results: dict) -> list[str]:
 
     def listed(gs: list[Gap]) -> str:
         text = ", ".join(f"{g.fmt()} points at {fmt_fraction(g.fraction)}" for g in gs)
-        return text + (" (95% paired bootstrap interval over test messages and seeds)" if gs[0].ci else "")
+        return text + (
+            f" (95% paired bootstrap interval over test {items(results)} and seeds)" if gs[0].ci else ""
+        )
 
     pair = init_only_pair(results)
     if pair and (gs := gaps(results, *pair)):
@@ -388,7 +404,7 @@ def _budget_lines(results: dict) -> list[str]:
     for f, best, tied, gaps_here in best_per_budget(results):
         cell = table[(best, f)]
         text = (
-            f"At {fmt_fraction(f)} of the labels (~{cell.train_size:,.0f} labelled messages) {best} is "
+            f"At {fmt_fraction(f)} of the labels (~{cell.train_size:,.0f} labelled {items(results)}) {best} is "
             f"best ({cell.mean('test_macro_f1'):.3f})"
         )
         behind = [f"{n} by {g.fmt()}" for n, g in gaps_here.items() if g.outcome != "tie"]
@@ -446,7 +462,7 @@ def verdict(results: dict) -> list[str]:
             lo, hi = min(g.points for g in leading), max(g.points for g in leading)
             by = f"{lo:.1f}" if abs(hi - lo) < 0.05 else f"{lo:.1f}–{hi:.1f}"
             lines.append(
-                f"With up to ~{leading[-1].per_class:,.0f} labelled messages per class, "
+                f"With up to ~{leading[-1].per_class:,.0f} labelled {items(results)} per class, "
                 f"fine-tuning ({finetune}) beats training from scratch ({scratch}) by {by} points "
                 "of test macro-F1."
             )
@@ -515,13 +531,13 @@ def verdict(results: dict) -> list[str]:
             rest = "is as accurate" if turn.outcome == "tie" else "is more accurate"
             rest += " and cheaper" if cheaper else ""
             lines.append(
-                f"Recommendation: fine-tune when you have up to ~{last_win:,.0f} labelled messages "
+                f"Recommendation: fine-tune when you have up to ~{last_win:,.0f} labelled {items(results)} "
                 f"per class; from ~{turn.per_class:,.0f} per class on, scratch {rest}."
             )
         elif gs and all(g.outcome != "finetune" for g in gs):
             lines.append(
                 "Recommendation: on this data fine-tuning does not pay for itself; train from scratch "
-                "(or check the fine-tuning recipe's learning rates for this encoder)."
+                "(or check the fine-tuning recipe's learning rates for this pretrained network)."
             )
         elif gs:
             won = ", ".join(fmt_fraction(g.fraction) for g in gs if g.outcome == "finetune")

@@ -152,8 +152,8 @@ def run_neural(job: dict) -> dict:
         "train_size": train_size,
         "test_macro_f1": metrics["macro_f1"],
         "test_accuracy": metrics["accuracy"],
-        "test_long_text": metrics["long_text"],  # how over-long test texts were scored
-        "test_long_texts": metrics["long_texts"],
+        "test_long_text": metrics.get("long_text"),  # how over-long test texts were scored (text)
+        "test_long_texts": metrics.get("long_texts"),
         "confusion_matrix": metrics["confusion_matrix"],
         "test_predictions": metrics["predictions"],  # text key -> label id, to pair runs
         "dev_macro_f1": dev_metrics["macro_f1"],

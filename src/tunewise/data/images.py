@@ -58,6 +58,38 @@ class ImageLoad:
     layout: str = ""
 
 
+def looks_like_images(path: str | Path) -> bool:
+    """True when ``path`` is a folder whose files (two levels down at most, as in
+    ``split/class/file``) are mostly images, or a list whose first column is named like a path.
+
+    Example:
+        >>> looks_like_images("../shared/data/hymenoptera")  # doctest: +SKIP
+        True
+    """
+    root = Path(path)
+    if root.is_file():
+        return root.suffix.lower() in LIST_SUFFIXES and _first_column(root) in PATH_COLUMNS
+    if not root.is_dir():
+        return False
+    files = [p for pattern in ("*", "*/*", "*/*/*") for p in root.glob(pattern) if p.is_file()][:2000]
+    images = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
+    return images > 0 and images >= len(files) / 2
+
+
+def _first_column(file: Path) -> str:
+    try:
+        with open(file, encoding="utf-8-sig", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return ""
+    if file.suffix.lower() in (".jsonl", ".json"):
+        try:
+            return next(iter(json.loads(first)), "").lower()
+        except (json.JSONDecodeError, TypeError, AttributeError):
+            return ""
+    return first.split("\t" if file.suffix.lower() == ".tsv" else ",")[0].strip().lower()
+
+
 def check_image(path: Path) -> str | None:
     """Why ``path`` cannot be trained on, or ``None`` when it decodes as an image.
 

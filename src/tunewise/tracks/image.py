@@ -384,8 +384,6 @@ class ImagePredictor:
         from tunewise.evaluation import check_known_labels
 
         loaded = load_images(data, path_column=text_column, label_column=label_column, label_map=label_map)
-        for problem in loaded.problems[:10]:
-            Console(stderr=True).print(f"[yellow]skipped[/] {problem}")
         check_known_labels(loaded.examples, self.labels)
         index = {lab: i for i, lab in enumerate(self.labels)}
         seen: set[str] = set()
