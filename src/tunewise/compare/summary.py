@@ -156,7 +156,7 @@ def describe_recipe(results: dict, recipe: str) -> dict[str, str]:
     if model["init"] == "pretrained":
         source = next((r.get("weights_source") for r in runs if r.get("weights_source")), None)
         encoder = source or results.get("pretrained") or "the default encoder"
-        if Path(encoder).is_dir():  # a local or bundled directory: its name says enough
+        if Path(encoder).exists():  # a local directory or weights file: its name says enough
             encoder = Path(encoder).name
         init = f"pretrained weights ({encoder}) + new {model['head']['type']} head"
     else:
@@ -404,8 +404,8 @@ def _budget_lines(results: dict) -> list[str]:
     for f, best, tied, gaps_here in best_per_budget(results):
         cell = table[(best, f)]
         text = (
-            f"At {fmt_fraction(f)} of the labels (~{cell.train_size:,.0f} labelled {items(results)}) {best} is "
-            f"best ({cell.mean('test_macro_f1'):.3f})"
+            f"At {fmt_fraction(f)} of the labels (~{cell.train_size:,.0f} labelled {items(results)}) "
+            f"{best} is best ({cell.mean('test_macro_f1'):.3f})"
         )
         behind = [f"{n} by {g.fmt()}" for n, g in gaps_here.items() if g.outcome != "tie"]
         if behind:
