@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from tunewise.errors import ExportError
-from tunewise.model_dir import EXPORT_FILE, INT8_FILE, ONNX_FILE
+from tunewise.model_dir import EXPORT_FILE, INT8_FILE, ONNX_FILE, read_meta
 from tunewise.models.build import load_trained
+from tunewise.tracks import track_of
 from tunewise.training.checkpoint import write_json_atomic
 
 FP32_TOLERANCE = 1e-4
@@ -192,6 +193,14 @@ def export_onnx(
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise ExportError("--out must be a new directory, not the model directory itself")
+    if track_of(read_meta(model_dir)) == "image":
+        if quantize:
+            raise ExportError(
+                "int8 quantisation is for the text models' MatMul weights; an image CNN is exported in fp32"
+            )
+        return export_image_onnx(
+            model_dir, out, eval_data=eval_data, label_map=label_map, path_column=text_column
+        )
     loaded = load_trained(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     _copy_side_files(model_dir, out)
@@ -243,5 +252,101 @@ def export_onnx(
         report["eval"] = {"data": str(eval_data), **scores}
         if quantize:
             report["eval"]["int8_macro_f1_change"] = scores["onnx_int8"] - scores["onnx_fp32"]
+    write_json_atomic(out / EXPORT_FILE, report)
+    return report
+
+
+def probe_images(size: int, n: int = 6) -> list:
+    """Deterministic parity probes for an image model: noise, gradients and flat colours, in
+    sizes other than the network's, so resizing and cropping are exercised too.
+
+    Example:
+        >>> [im.size for im in probe_images(32, 3)]
+        [(32, 32), (69, 27), (10, 64)]
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    shapes = [(size, size), (size + 37, size // 2 + 11), (max(8, size // 3), size * 2)]
+    probes = []
+    for i in range(n):
+        w, h = shapes[i % len(shapes)]
+        if i % 3 == 0:
+            pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        elif i % 3 == 1:
+            ramp = np.linspace(0, 255, w, dtype=np.float64)[None, :, None]
+            pixels = np.broadcast_to(ramp * rng.random(3), (h, w, 3)).astype(np.uint8)
+        else:
+            pixels = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+        probes.append(Image.fromarray(pixels))
+    return probes
+
+
+def export_image_onnx(
+    model_dir: Path,
+    out: Path,
+    *,
+    eval_data: str | Path | None = None,
+    label_map: str | Path | None = None,
+    path_column: str | None = None,
+) -> dict:
+    """``export_onnx`` for an image model: ``x`` (batch, 3, size, size) -> ``logits``, the
+    batch axis dynamic, checked against PyTorch on probe images (and on ``eval_data``).
+
+    Example:
+        >>> report = export_image_onnx(Path("runs/ants"), Path("runs/ants-onnx"))  # doctest: +SKIP
+        >>> report["fp32"]["max_prob_diff"] < 1e-4  # doctest: +SKIP
+        True
+    """
+    from tunewise.tracks.image import ImagePredictor, load_image_model
+
+    model, inputs, _ = load_image_model(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_side_files(model_dir, out)
+    started = time.perf_counter()
+    example = torch.zeros(2, 3, inputs.size, inputs.size)
+    try:
+        with torch.no_grad(), _quiet_exporters():
+            program = torch.onnx.export(
+                model.eval(),
+                (example,),
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+            )
+        program.save(str(out / ONNX_FILE))
+    except Exception as exc:
+        raise ExportError(f"{model_dir}: ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    report: dict = {
+        "source": str(model_dir),
+        "track": "image",
+        "opset": OPSET,
+        "onnx": ONNX_FILE,
+        "onnx_bytes": (out / ONNX_FILE).stat().st_size,
+        "input": {"name": "x", "shape": ["batch", 3, inputs.size, inputs.size]},
+        "export_seconds": round(time.perf_counter() - started, 2),
+    }
+    predictors = {
+        "pytorch": ImagePredictor(model_dir, backend="torch"),
+        "onnx_fp32": ImagePredictor(out, backend="onnx"),
+    }
+    probes = probe_images(inputs.size)
+    reference, _ = predictors["pytorch"].predict_proba(probes)
+    diff = float(np.abs(predictors["onnx_fp32"].predict_proba(probes)[0] - reference).max())
+    report["fp32"] = {"max_prob_diff": diff, "probe_images": len(probes), "tolerance": FP32_TOLERANCE}
+    if diff > FP32_TOLERANCE:
+        write_json_atomic(out / EXPORT_FILE, report)
+        raise ExportError(
+            f"ONNX fp32 probabilities differ from PyTorch by {diff:.2e} (> {FP32_TOLERANCE:g}); "
+            f"details in {out / EXPORT_FILE}"
+        )
+    if eval_data is not None:
+        scores = _eval_macro_f1(
+            predictors, eval_data, model_dir, label_map=label_map, text_column=path_column
+        )
+        report["eval"] = {"data": str(eval_data), **scores}
     write_json_atomic(out / EXPORT_FILE, report)
     return report

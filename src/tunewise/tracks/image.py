@@ -33,7 +33,7 @@ from tunewise.data.images import prepare_images
 from tunewise.data.loading import DataError, Example
 from tunewise.data.prepare import PreparedData
 from tunewise.errors import ModelError
-from tunewise.model_dir import CONFIG_FILE, WEIGHTS_FILE, require_model_dir
+from tunewise.model_dir import CONFIG_FILE, WEIGHTS_FILE, onnx_path, require_model_dir
 from tunewise.recipes.schema import HeadSpec, ModelSpec, Recipe
 from tunewise.tracks import Built
 
@@ -215,6 +215,21 @@ def image_config(spec: ModelSpec, labels: list[str], inputs: ImageInputs) -> dic
     }
 
 
+def image_model_config(directory: str | Path) -> tuple[dict, ImageInputs, list[str]]:
+    """``(config.json, input settings, labels)`` of a saved or exported image model, without
+    its weights (an ONNX export has none)."""
+    directory = require_model_dir(directory)
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{directory / CONFIG_FILE}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("tunewise_track") != "image":
+        raise ModelError(f"{directory}: not an image model (its config.json names no image architecture)")
+    labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
+    inputs = ImageInputs(config["image_size"], tuple(config["mean"]), tuple(config["std"]))
+    return config, inputs, labels
+
+
 def load_image_model(directory: str | Path) -> tuple[nn.Module, ImageInputs, list[str]]:
     """``(model in eval mode, its input settings, its labels)`` of a saved image model.
 
@@ -225,14 +240,8 @@ def load_image_model(directory: str | Path) -> tuple[nn.Module, ImageInputs, lis
 
     from tunewise.models.vision import build_image_model
 
-    directory = require_model_dir(directory)
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{directory / CONFIG_FILE}: not valid JSON ({e})") from None
-    if config.get("tunewise_track") != "image":
-        raise ModelError(f"{directory}: not an image model (its config.json names no image architecture)")
-    labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
+    directory = Path(directory)
+    config, inputs, labels = image_model_config(directory)
     spec = ModelSpec(
         architecture=config["architecture"],
         init="random",
@@ -244,7 +253,6 @@ def load_image_model(directory: str | Path) -> tuple[nn.Module, ImageInputs, lis
     if not weights.is_file():
         raise ModelError(f"{directory}: no {WEIGHTS_FILE}")
     model.load_state_dict(load_file(str(weights)))
-    inputs = ImageInputs(config["image_size"], tuple(config["mean"]), tuple(config["std"]))
     return model.eval(), inputs, labels
 
 
@@ -330,16 +338,25 @@ class ImagePredictor:
         batch_size: int = 32,
         calibrated: bool = True,
         device: str | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        spin: bool = True,
     ) -> None:
         from tunewise.calibration import load_calibration
+        from tunewise.inference import OnnxScorer, _choose_backend
 
         self.directory = Path(model_dir)
-        self.model, self.inputs, self.labels = load_image_model(self.directory)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
+        self.backend = _choose_backend(self.directory, backend)  # type: ignore[arg-type]
+        if self.backend == "onnx":
+            _, self.inputs, self.labels = image_model_config(self.directory)
+            self.onnx = OnnxScorer(onnx_path(self.directory), threads, spin)
+            self.model = None
+        else:
+            self.model, self.inputs, self.labels = load_image_model(self.directory)
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model.to(self.device)
         self.transform = self.inputs.transform()
         self.batch_size = batch_size
-        self.backend = "torch"
         self.calibration = load_calibration(self.directory) if calibrated else None
         self.temperature = self.calibration.temperature if self.calibration else 1.0
         self.normal_label = None  # no fraud score for images
@@ -356,7 +373,11 @@ class ImagePredictor:
                 image, name = open_image(source)
                 info.append((name, image.width, image.height))
                 batch.append(self.transform(image))
-            rows.append(self.model(torch.stack(batch).to(self.device)).float().cpu().numpy())
+            pixels = torch.stack(batch)
+            if self.model is None:
+                rows.append(self.onnx.session.run(["logits"], {"x": pixels.numpy()})[0])
+            else:
+                rows.append(self.model(pixels.to(self.device)).float().cpu().numpy())
         logits = np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, len(self.labels)))
         return logits, info
 
