@@ -737,7 +737,9 @@ def serve(
     ),
     max_texts: int = typer.Option(256, "--max-texts", help="Texts per request."),
     max_chars: int = typer.Option(5000, "--max-chars", help="Characters per text."),
-    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Bytes per request body."),
+    max_body_bytes: int | None = typer.Option(
+        None, "--max-body-bytes", help="Bytes per request body (default 1,000,000; 10,000,000 for images)."
+    ),
     max_concurrency: int = typer.Option(64, "--max-concurrency", help="Connections at once; more get 503."),
     max_batch: int = typer.Option(
         128, "--max-batch", min=1, help="Most texts scored in one forward pass across concurrent requests."
@@ -760,6 +762,24 @@ def serve(
             _fail(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
     if backend not in ("auto", "torch", "onnx"):
         _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
+    if _is_image_model(model):
+        from tunewise.service import ImageLimits, create_image_app
+        from tunewise.tracks.image import ImagePredictor
+
+        try:
+            image_predictor = ImagePredictor(model, backend=backend, spin=False)
+        except USER_ERRORS as e:
+            _fail(str(e))
+        image_app = create_image_app(
+            image_predictor,
+            limits=ImageLimits(max_body_bytes=max_body_bytes or 10_000_000),
+            api_key=api_key,
+            model_dir=model,
+        )
+        _warn_if_exposed(host, api_key)
+        err.print(f"serving {model} ({image_predictor.backend}) on http://{host}:{port}/ · API docs at /docs")
+        uvicorn.run(image_app, host=host, port=port, limit_concurrency=max_concurrency, timeout_keep_alive=5)
+        return
     try:
         # no busy-waiting ONNX Runtime threads: the HTTP side shares the cores
         predictor = Predictor(
@@ -773,20 +793,24 @@ def serve(
         _fail(str(e))
     app_ = create_app(
         predictor,
-        limits=Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_chars=max_chars),
+        limits=Limits(max_body_bytes=max_body_bytes or 1_000_000, max_texts=max_texts, max_chars=max_chars),
         api_key=api_key,
         model_dir=model,
         max_batch=max_batch,
     )
+    _warn_if_exposed(host, api_key)
+    err.print(f"serving {model} ({predictor.backend}) on http://{host}:{port}/ · API docs at /docs")
+    uvicorn.run(
+        app_, host=host, port=port, limit_concurrency=max_concurrency, timeout_keep_alive=5, log_level="info"
+    )
+
+
+def _warn_if_exposed(host: str, api_key: str | None) -> None:
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
             f"[yellow]warning[/]: listening on {host}, reachable from other machines"
             + ("" if api_key else " without an API key")
         )
-    err.print(f"serving {model} ({predictor.backend}) on http://{host}:{port}/ · API docs at /docs")
-    uvicorn.run(
-        app_, host=host, port=port, limit_concurrency=max_concurrency, timeout_keep_alive=5, log_level="info"
-    )
 
 
 @app.command("threshold")

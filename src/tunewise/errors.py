@@ -29,6 +29,10 @@ class DataError(TunewiseError):
     """A data file or folder cannot be used as training or evaluation data."""
 
 
+class ImageTooLarge(DataError):
+    """An image with more pixels than may be decoded (a decompression bomb, or a limit)."""
+
+
 class EncodingError(TunewiseError):
     """A file's bytes could not be decoded as text."""
 

@@ -1,11 +1,13 @@
 """``tunewise serve``: the classifier as an HTTP service (FastAPI on Uvicorn).
 
 Endpoints: ``POST /v1/classify`` (one or many texts -> label, class probabilities, fraud
-score, flag), ``GET /healthz``, ``GET /v1/model`` (labels, versions, recipe, threshold,
+score, flag) — for an image model ``POST /v1/classify-image`` (the image's bytes as the
+body) — ``GET /healthz``, ``GET /v1/model`` (labels, versions, recipe, threshold,
 limits), the OpenAPI schema at ``/openapi.json`` with docs at ``/docs`` and ``/redoc``
-(served from local files, so they work offline), and the web page
-at ``/``. Every request is bounded — body bytes, texts per request, characters per text —
-and anything malformed is a 4xx with a message that says what was wrong, never a 500.
+(served from local files, so they work offline), and the web page at ``/`` (paste
+messages, or drop an image). Every request is bounded — body bytes, texts per request,
+characters per text, decoded pixels — and anything malformed is a 4xx with a message that
+says what was wrong, never a 500.
 The server binds to 127.0.0.1 unless told otherwise; an API key is optional.
 """
 
@@ -142,19 +144,8 @@ def create_app(
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    def check_key(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("x-api-key") or ""
-        auth = request.headers.get("authorization") or ""
-        if auth.lower().startswith("bearer "):
-            given = given or auth[7:]
-        if not secrets.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
-
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
+    check_key = _key_checker(api_key)
+    _common_routes(app)
 
     @app.get("/v1/model", dependencies=[Depends(check_key)])
     def model_info() -> dict:
@@ -216,6 +207,121 @@ def create_app(
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.state.batcher = batcher
     return app
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What one image request may contain: its bytes, and its pixels once decoded (a small
+    PNG can decode to gigabytes)."""
+
+    max_body_bytes: int = 10_000_000
+    max_pixels: int = 40_000_000
+
+
+def _common_routes(app: FastAPI) -> None:
+    """What every tunewise service answers, whatever it classifies."""
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+
+def create_image_app(
+    predictor,
+    *,
+    limits: ImageLimits | None = None,
+    api_key: str | None = None,
+    model_dir: str | Path | None = None,
+) -> FastAPI:
+    """The FastAPI application around one loaded ``ImagePredictor``: ``POST /v1/classify-image``
+    takes an image file's bytes as the request body (any type Pillow reads; the page sends
+    a dropped file as is) and returns its label and class probabilities.
+
+    Example:
+        >>> from tunewise.tracks.image import ImagePredictor
+        >>> app = create_image_app(ImagePredictor("runs/ants"))  # doctest: +SKIP
+    """
+    import threading
+
+    from tunewise.errors import DataError, ImageTooLarge
+    from tunewise.model_dir import read_meta
+    from tunewise.tracks.image import open_image
+
+    limits = limits or ImageLimits()
+    meta = read_meta(model_dir) if model_dir else {}
+    lock = threading.Lock()  # one forward pass at a time: the cores are shared anyway
+    app = FastAPIOffline(
+        title="tunewise",
+        version=__version__,
+        description="Image classification. POST an image's bytes to /v1/classify-image; the page is at /.",
+    )
+    check_key = _key_checker(api_key)
+    _common_routes(app)
+
+    @app.get("/v1/model", dependencies=[Depends(check_key)])
+    def model_info() -> dict:
+        return {
+            "track": "image",
+            "labels": predictor.labels,
+            "tunewise_version": __version__,
+            "model_version": meta.get("tunewise_version"),
+            "model": str(model_dir) if model_dir else None,
+            "recipe": meta.get("recipe"),
+            "architecture": meta.get("architecture"),
+            "backend": predictor.backend,
+            "image_size": predictor.inputs.size,
+            "calibration": asdict(predictor.calibration) if predictor.calibration else None,
+            "limits": asdict(limits),
+        }
+
+    @app.post(
+        "/v1/classify-image",
+        dependencies=[Depends(check_key)],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
+    async def classify_image(request: Request, name: str = "image") -> dict:
+        data = await request.body()
+        if not data:
+            raise HTTPException(422, "the request body is empty: send the image's bytes")
+        try:
+            image, _ = open_image(data, name, max_pixels=limits.max_pixels)
+        except ImageTooLarge as e:
+            raise HTTPException(413, str(e)) from None
+        except DataError as e:
+            raise HTTPException(422, str(e)) from None
+        with lock:
+            result = predictor.predict([image], names=[name])[0]
+        return {"results": [result.to_dict()]}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        from tunewise.webpage import IMAGE_PAGE
+
+        return IMAGE_PAGE
+
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    return app
+
+
+def _key_checker(api_key: str | None):
+    """A FastAPI dependency refusing requests without the API key (when one is set)."""
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        auth = request.headers.get("authorization") or ""
+        if auth.lower().startswith("bearer "):
+            given = given or auth[7:]
+        if not secrets.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
+
+    return check_key
 
 
 def explain(predictor: Predictor, text: str, max_chars: int = 300) -> dict:

@@ -1,5 +1,6 @@
-"""The web page ``tunewise serve`` shows at ``/``: paste messages, see labels, probability
-bars and the characters that drove each decision.
+"""The web pages ``tunewise serve`` shows at ``/``: for a text model, paste messages and see
+labels, probability bars and the characters that drove each decision (``PAGE``); for an
+image model, drop images and see each one's label and probability bars (``IMAGE_PAGE``).
 
 One self-contained HTML document: no CDN, no external fonts or scripts (the service may
 run where nothing outside can be reached). Message text is only ever inserted with
@@ -133,6 +134,120 @@ async function classify() {
   }
 }
 $("go").addEventListener("click", classify);
+loadModel();
+</script>
+</body>
+</html>
+"""
+
+IMAGE_PAGE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tunewise · image classification</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;
+max-width:960px;margin:2em auto;padding:0 1em;color:#222}
+#drop{border:2px dashed #90a4ae;border-radius:8px;padding:2.5em;text-align:center;color:#546e7a;
+cursor:pointer}
+#drop.over{background:#e3f2fd;border-color:#1565c0}
+.row{display:flex;gap:1em;border:1px solid #ddd;border-radius:6px;padding:.8em;margin:.8em 0}
+.row img{width:128px;height:128px;object-fit:contain;background:#fafafa}
+.info{flex:1}.label{font-weight:bold;padding:.1em .5em;border-radius:4px;background:#eee}
+.bar{display:flex;align-items:center;gap:.5em;font-size:.85em;margin:.15em 0}
+.bar .name{width:12em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.bar .track{flex:1;background:#f0f0f0;height:.8em;border-radius:3px}
+.bar .fill{display:block;background:#1565c0;height:100%;border-radius:3px}
+.legend{font-size:.8em;color:#666}.error{color:#b00020}
+</style>
+</head>
+<body>
+<h1>Image classification · tunewise</h1>
+<div id="drop">Drop images here, or click to choose files
+<input type="file" id="files" accept="image/*" multiple hidden></div>
+<div><label>API key <input type="password" id="key" size="18"></label><span id="status"></span></div>
+<div id="model" class="legend"></div>
+<div id="results"></div>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;  // text, never HTML
+  return e;
+}
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if ($("key").value) h["X-API-Key"] = $("key").value;
+  return h;
+}
+async function loadModel() {
+  try {
+    const r = await fetch("/v1/model", {headers: headers()});
+    if (!r.ok) return;
+    const m = await r.json();
+    $("model").textContent = "model: " + (m.recipe || "?") + " (" + (m.architecture || "?") + ", " +
+      m.image_size + "px) · labels: " + m.labels.join(", ") + " · backend " + m.backend;
+  } catch (e) {}
+}
+function render(file, result) {
+  const row = el("div", "row");
+  const img = document.createElement("img");
+  img.alt = file.name;
+  img.src = URL.createObjectURL(file);
+  row.appendChild(img);
+  const info = el("div", "info");
+  const head = el("div");
+  head.appendChild(el("span", "label", result.label));
+  head.appendChild(el("span", "legend", "  " + file.name + " · " + result.width + "x" + result.height));
+  info.appendChild(head);
+  for (const [name, p] of Object.entries(result.probabilities).sort((x, y) => y[1] - x[1])) {
+    const bar = el("div", "bar");
+    bar.appendChild(el("span", "name", name));
+    const track = el("span", "track");
+    const fill = el("span", "fill");
+    fill.style.width = (100 * p).toFixed(1) + "%";
+    track.appendChild(fill);
+    bar.appendChild(track);
+    bar.appendChild(el("span", "", (100 * p).toFixed(1) + "%"));
+    info.appendChild(bar);
+  }
+  row.appendChild(info);
+  return row;
+}
+async function classify(files) {
+  const out = $("results");
+  for (const file of files) {
+    $("status").textContent = " classifying " + file.name + "…";
+    try {
+      const r = await fetch("/v1/classify-image?name=" + encodeURIComponent(file.name), {
+        method: "POST", body: file,
+        headers: headers({"Content-Type": file.type || "application/octet-stream"})});
+      const body = await r.json();
+      if (!r.ok) {
+        const msg = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+        out.prepend(el("p", "error", file.name + ": error " + r.status + ": " + msg));
+        continue;
+      }
+      out.prepend(render(file, body.results[0]));
+    } catch (e) {
+      out.prepend(el("p", "error", file.name + ": " + String(e)));
+    }
+  }
+  $("status").textContent = " done";
+}
+const drop = $("drop");
+drop.addEventListener("click", () => $("files").click());
+$("files").addEventListener("change", (e) => classify(Array.from(e.target.files)));
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  classify(Array.from(e.dataTransfer.files));
+});
 loadModel();
 </script>
 </body>

@@ -32,7 +32,7 @@ from tunewise.data.images import MAX_PIXELS as MAX_IMAGE_PIXELS
 from tunewise.data.images import prepare_images
 from tunewise.data.loading import DataError, Example
 from tunewise.data.prepare import PreparedData
-from tunewise.errors import ModelError
+from tunewise.errors import ImageTooLarge, ModelError
 from tunewise.model_dir import CONFIG_FILE, WEIGHTS_FILE, onnx_path, require_model_dir
 from tunewise.recipes.schema import HeadSpec, ModelSpec, Recipe
 from tunewise.tracks import Built
@@ -286,7 +286,7 @@ class ImagePrediction:
         }
 
 
-def open_image(source, name: str | None = None):
+def open_image(source, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS):
     """``(RGB PIL image, name)`` from a path, bytes, or a PIL image; a clear error for
     anything Pillow cannot decode.
 
@@ -309,9 +309,13 @@ def open_image(source, name: str | None = None):
         raise DataError(f"{label}: cannot open ({e.strerror or e})") from None
     try:
         with handle, Image.open(handle) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{label}: {image.width}x{image.height} pixels is too large to decode safely")
+            if image.width * image.height > max_pixels:  # checked from the header, before decoding
+                raise ImageTooLarge(
+                    f"{label}: {image.width}x{image.height} pixels; the limit is {max_pixels:,} pixels"
+                )
             return image.convert("RGB"), label
+    except ImageTooLarge:
+        raise
     except UnidentifiedImageError:
         raise DataError(f"{label}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

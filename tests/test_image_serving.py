@@ -1,0 +1,196 @@
+"""An image model through the same system as text: the command line (train, evaluate,
+predict, export), ONNX Runtime parity, the HTTP service on loopback and its web page in a
+real headless Chromium, a dropped image included."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+if os.environ.get("TUNEWISE_REQUIRE_VISION") != "1":  # CI sets it: there the tests must run
+    pytest.importorskip("torchvision", reason="images need the vision extra: pip install 'tunewise[vision]'")
+    pytest.importorskip("timm", reason="images need the vision extra: pip install 'tunewise[vision]'")
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from tunewise.cli import app
+from tunewise.errors import ExportError
+from tunewise.export import export_onnx
+from tunewise.service import ImageLimits, create_image_app
+from tunewise.tracks.image import ImagePredictor
+
+from .conftest import LiveServer
+from .test_images import add_bad_files, make_images
+from .test_webpage import ARGS, CHROMIUM, REQUIRED
+
+runner = CliRunner()
+HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">.jpg'
+
+
+def cli(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data folder, model) trained by the command line: the note's CustomCNN, 4 epochs."""
+    tmp = tmp_path_factory.mktemp("images")
+    data = make_images(tmp / "data", per_class=12)
+    add_bad_files(data)
+    out = tmp / "model"
+    summary = json.loads(
+        cli(
+            "train", "--data", data, "--recipe", "image-scratch", "--epochs", 4, "--out", out, "--no-progress"
+        )
+    )
+    assert summary["dev_macro_f1"] == 1.0
+    return data, out
+
+
+def jpeg(colour: tuple[int, int, int], size=(60, 45)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_evaluate_and_predict_from_the_command_line(image_model, tmp_path: Path) -> None:
+    data, model = image_model
+    metrics = json.loads(cli("evaluate", "--model", model, "--data", data))
+    assert metrics["split"] == "test" and metrics["accuracy"] == 1.0
+    assert (model / "confusion_matrix.png").is_file()
+    one = json.loads(cli("predict", "--model", model, "--image", data / "red" / "red03.jpg"))
+    assert one["label"] == "red" and set(one["probabilities"]) == {"blue", "red"}
+    out = tmp_path / "predictions.csv"
+    result = runner.invoke(
+        app, ["predict", "--model", str(model), "--input", str(data), "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = out.read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0] == "image,label,p_blue,p_red,width,height" and len(rows) == 1 + 24
+    assert "3 skipped" in result.output and "imageNotFound.gif" in result.output
+    bad = runner.invoke(app, ["predict", "--model", str(model), "--image", str(data / "blue" / "notes.jpg")])
+    assert bad.exit_code == 2 and "not an image Pillow can read" in bad.output
+    wrong = runner.invoke(app, ["predict", "--model", str(model), "--text", "您好"])
+    assert wrong.exit_code == 2 and "classifies images" in wrong.output
+
+
+def test_onnx_export_matches_pytorch(image_model, tmp_path: Path) -> None:
+    data, model = image_model
+    report = export_onnx(model, tmp_path / "onnx", eval_data=data)
+    assert report["fp32"]["max_prob_diff"] <= 1e-4 and report["input"]["shape"] == ["batch", 3, 32, 32]
+    assert report["eval"]["onnx_fp32"] == report["eval"]["pytorch"] == 1.0
+    onnx = ImagePredictor(tmp_path / "onnx")  # no weights in the export: ONNX Runtime
+    torch_ = ImagePredictor(model, backend="torch")
+    assert onnx.backend == "onnx" and torch_.backend == "torch"
+    images = [data / "red" / "red00.jpg", data / "blue" / "blue05.jpg"]
+    assert (
+        [p.label for p in onnx.predict(images)]
+        == [p.label for p in torch_.predict(images)]
+        == ["red", "blue"]
+    )
+    with pytest.raises(ExportError, match="int8"):
+        export_onnx(model, tmp_path / "int8", quantize=True)
+
+
+def test_image_service_over_http(image_model) -> None:
+    _, model = image_model
+    app_ = create_image_app(
+        ImagePredictor(model),
+        model_dir=model,
+        limits=ImageLimits(max_body_bytes=200_000, max_pixels=1_000_000),
+        api_key="s3cret",
+    )
+    key = {"X-API-Key": "s3cret"}
+    with LiveServer(app_) as url:
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.post(f"{url}/v1/classify-image", content=jpeg((220, 30, 40))).status_code == 401
+        info = httpx.get(f"{url}/v1/model", headers=key).json()
+        assert info["track"] == "image" and info["labels"] == ["blue", "red"] and info["image_size"] == 32
+        r = httpx.post(f"{url}/v1/classify-image?name=red.jpg", content=jpeg((220, 30, 40)), headers=key)
+        assert r.status_code == 200, r.text
+        result = r.json()["results"][0]
+        assert (result["label"], result["image"], result["width"], result["height"]) == (
+            "red",
+            "red.jpg",
+            60,
+            45,
+        )
+        assert (
+            httpx.post(f"{url}/v1/classify-image", content=jpeg((20, 30, 230)), headers=key).json()[
+                "results"
+            ][0]["label"]
+            == "blue"
+        )
+        bad = httpx.post(f"{url}/v1/classify-image", content=b"GIF89a nonsense", headers=key)
+        assert bad.status_code == 422 and "not an image Pillow can read" in bad.json()["detail"]
+        empty = httpx.post(f"{url}/v1/classify-image", content=b"", headers=key)
+        assert empty.status_code == 422 and "empty" in empty.json()["detail"]
+        huge = httpx.post(f"{url}/v1/classify-image", content=b"\0" * 300_000, headers=key)
+        assert huge.status_code == 413
+        # a small file that decodes to many pixels is refused after decoding its header
+        buffer = io.BytesIO()
+        Image.new("RGB", (2000, 1000), (255, 255, 255)).save(buffer, format="PNG")
+        assert len(buffer.getvalue()) < 200_000
+        wide = httpx.post(f"{url}/v1/classify-image", content=buffer.getvalue(), headers=key)
+        assert wide.status_code == 413 and "2000x1000 pixels" in wide.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if REQUIRED:
+            pytest.fail(
+                "TUNEWISE_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)"
+            )
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+def test_page_classifies_a_dropped_image(browser, image_model) -> None:
+    """A file dropped on the page (a real drop event with a DataTransfer) and one chosen in
+    the file dialog are classified; a broken file shows its error, its name never as HTML."""
+    _, model = image_model
+    with LiveServer(create_image_app(ImagePredictor(model), model_dir=model)) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('labels')")
+        transfer = page.evaluate_handle(
+            """(bytes) => {
+                const dt = new DataTransfer();
+                dt.items.add(new File([new Uint8Array(bytes)], 'dropped.jpg', {type: 'image/jpeg'}));
+                return dt;
+            }""",
+            list(jpeg((230, 20, 30))),
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+        page.wait_for_selector(".row")
+        row = page.locator(".row").first
+        assert row.locator(".label").text_content() == "red"
+        assert "dropped.jpg · 60x45" in row.text_content()
+        assert page.locator(".row .bar").count() == 2
+        page.set_input_files(
+            "#files",
+            [
+                {"name": "blue.jpg", "mimeType": "image/jpeg", "buffer": jpeg((10, 20, 240))},
+                {"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": b"not an image"},
+            ],
+        )
+        page.wait_for_function("document.querySelectorAll('.row').length === 2")
+        page.wait_for_selector(".error")
+        assert page.locator(".row").first.locator(".label").text_content() == "blue"
+        error = page.locator(".error").text_content()
+        assert HOSTILE_NAME in error and "not an image Pillow can read" in error
+        assert page.evaluate("window.__pwned") is None
