@@ -194,3 +194,28 @@ def test_page_classifies_a_dropped_image(browser, image_model) -> None:
         error = page.locator(".error").text_content()
         assert HOSTILE_NAME in error and "not an image Pillow can read" in error
         assert page.evaluate("window.__pwned") is None
+
+
+def test_image_demo_runs_the_notes_comparison(tmp_path: Path, monkeypatch) -> None:
+    """``tunewise demo --images`` end to end on a small slice of scikit-learn's digits."""
+    from tunewise.demo_images import ImageDemoOptions, run_image_demo
+
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    summary = run_image_demo(
+        ImageDemoOptions(
+            out=tmp_path / "demo",
+            fractions=[0.5, 1.0],
+            epochs={"image-scratch": 2, "image-finetune": 2},
+            image_size={"image-finetune": 32},
+            per_class=12,
+            examples=4,
+        )
+    )
+    results = summary["results"]
+    assert results["track"] == "image" and results["order"] == ["image-scratch", "image-finetune"]
+    assert len(results["runs"]) == 4 and len(list((tmp_path / "demo" / "digits").glob("*/*.png"))) == 120
+    assert summary["final_recipe"] in ("image-scratch", "image-finetune")
+    assert len(summary["predictions"]) == 4
+    report = Path(summary["report"]["markdown"]).read_text(encoding="utf-8")
+    assert "the note's CustomCNN" in report and "labelled images" in report
+    assert ImagePredictor(summary["model"]).labels == [str(d) for d in range(10)]

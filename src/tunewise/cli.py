@@ -707,12 +707,32 @@ def demo(
     tune: str | None = typer.Option(
         None, "--tune", help="As in compare: 'grid' or 'lr-find' (slower; see BENCHMARKS.md)."
     ),
+    images: bool = typer.Option(
+        False,
+        "--images",
+        help="The note's image comparison instead: its CustomCNN from scratch vs the ImageNet "
+        "EfficientNet-Lite0 fine-tuned, on scikit-learn's bundled digits (needs the vision extra).",
+    ),
 ) -> None:
     """The main job on embedded defaults: compare scratch vs fine-tuning the bundled encoder on
     the bundled sample SMS (and out of domain, on the bundled probe set), write the report, keep
-    the best all-labels run as the final model, classify examples."""
+    the best all-labels run as the final model, classify examples. --images: the same for images."""
     from tunewise.demo import DemoOptions, run_demo
 
+    if images:
+        from tunewise.demo_images import ImageDemoOptions, run_image_demo
+
+        if test_data or tune:
+            _fail("--images takes neither --test-data nor --tune")
+        try:
+            run_image_demo(
+                ImageDemoOptions(out=out_dir if out_dir != Path("runs/demo") else "runs/demo-images"), out
+            )
+        except USER_ERRORS as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            _fail("interrupted; run `tunewise demo --images` with the same --out again to continue", 130)
+        return
     try:
         options = DemoOptions(out=out_dir, tune=_tune_spec(tune, 0.2))
         options.test_sets += _parse_test_sets(test_data)
