@@ -102,14 +102,20 @@ def _parse_split(split: str) -> tuple[float, float, float]:
 @app.command()
 def train(
     data: Path = typer.Option(
-        ..., "--data", help="A CSV/TSV/JSONL/label<TAB>text file, or a folder of them."
+        ...,
+        "--data",
+        help="A CSV/TSV/JSONL/label<TAB>text file, or a folder of them; for an image recipe, an "
+        "ImageFolder (split/class/file or class/file) or a CSV/JSONL of path,label.",
     ),
     recipe: str = typer.Option(
         ..., "--recipe", help="Built-in recipe name (see `tunewise recipes list`) or a YAML file."
     ),
     out_dir: Path = typer.Option(..., "--out", help="Output model directory."),
     pretrained: str | None = typer.Option(
-        None, "--pretrained", help="Hub id or local directory of a pretrained encoder."
+        None,
+        "--pretrained",
+        help="Hub id or local directory of a pretrained encoder; for an image recipe, a weights file "
+        "(ARCH=PATH, e.g. resnet18=resnet18.safetensors; default: the architecture's ImageNet weights).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation, order and augmentation."),
     epochs: int | None = typer.Option(
@@ -136,6 +142,9 @@ def train(
     max_length: int | None = typer.Option(
         None, "--max-length", help="Override the recipe's max tokens per text."
     ),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Image recipes: override the input side in pixels (e.g. 224)."
+    ),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow checkpoints that run their own code."
     ),
@@ -156,6 +165,8 @@ def train(
             spec = spec.model_copy(update={"batch_size": batch_size})
         if max_length is not None:
             spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_length": max_length})})
+        if image_size is not None:
+            spec = spec.with_model(image_size=image_size)
         outcome = train_model(
             TrainOptions(
                 data=data,
@@ -550,6 +561,9 @@ def compare(
     max_length: int | None = typer.Option(
         None, "--max-length", help="Override every recipe's max tokens per text."
     ),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Override every image recipe's input side in pixels (e.g. 224)."
+    ),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,dev,test fractions (one fixed split)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the one train/dev/test split."),
     text_column: str | None = typer.Option(None, "--text-column"),
@@ -590,6 +604,7 @@ def compare(
         pretrained=pretrained,
         epochs=epochs,
         max_length=max_length,
+        image_size=image_size,
         split=_parse_split(split),
         split_seed=split_seed,
         text_column=text_column,
@@ -998,13 +1013,14 @@ def recipes_list() -> None:
     from tunewise.recipes.schema import builtin_recipes, load_recipe
 
     table = Table(title="Built-in recipes")
-    for col in ("name", "init", "model", "optimizer", "epochs", "stages", "augmentation"):
+    for col in ("name", "track", "init", "model", "optimizer", "epochs", "stages", "augmentation"):
         table.add_column(col, no_wrap=col == "name")
     descriptions = []
     for name in builtin_recipes():
         r = load_recipe(name)
         table.add_row(
             name,
+            r.track,
             r.model.init,
             r.model.architecture,
             f"{r.optimizer.name} {r.optimizer.lr:g}",

@@ -54,6 +54,7 @@ class CompareOptions:
     pretrained: str | None = None
     epochs: int | None = None
     max_length: int | None = None  # override every recipe's max tokens per text
+    image_size: int | None = None  # override every image recipe's input side
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
     text_column: str | None = None
@@ -141,6 +142,8 @@ def _load_recipes(opts: CompareOptions, names: list[str]) -> dict[str, Recipe]:
         if opts.max_length is not None:
             model = recipe.model.model_copy(update={"max_length": opts.max_length})
             recipe = recipe.model_copy(update={"model": model})
+        if opts.image_size is not None and recipe.track == "image":
+            recipe = recipe.with_model(image_size=opts.image_size)
         if recipe.name in recipes or recipe.name == TFIDF:
             raise CompareError(f"two recipes are named {recipe.name!r}; give each a distinct name")
         recipes[recipe.name] = recipe

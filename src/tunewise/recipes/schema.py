@@ -305,6 +305,17 @@ class Recipe(_Strict):
         staged = [s.model_copy(update={"epochs": n}) for s, n in zip(stages, new, strict=True)]
         return self.model_copy(update={"stages": staged, "epochs": epochs})
 
+    def with_model(self, **changes) -> Recipe:
+        """The recipe with ``model`` fields changed, validated again (errors name the field).
+
+        Example:
+            >>> load_recipe("image-scratch").with_model(image_size=64).model.image_size
+            64
+        """
+        raw = self.model_dump(mode="json")
+        raw["model"] = {**raw["model"], **changes}
+        return parse_recipe(raw, source=f"recipe {self.name!r}")
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
 
