@@ -232,6 +232,19 @@ def test_weights_files_load_safely(tmp_path: Path) -> None:
         build_image_model(ModelSpec(architecture="customcnn", init="random"), ["a", "b"], pretrained="x")
 
 
+def test_torchvision_weights_download_or_say_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    """Through torchvision's weights enum: downloaded where the internet is reachable; where
+    it is not (CI), a clear error that names the offline ways instead of a traceback."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    try:
+        built = build_image_model(ModelSpec(architecture="mobilenet_v2"), ["a", "b"])
+    except ModelError as e:
+        assert "cannot download MobileNet_V2_Weights.IMAGENET1K_V2" in str(e)
+        assert "--pretrained mobilenet_v2=PATH" in str(e) and "efficientnet_lite0" in str(e)
+    else:
+        assert built.source == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V2"
+
+
 # --- data ---------------------------------------------------------------------------
 
 
