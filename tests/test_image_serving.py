@@ -80,6 +80,11 @@ def test_evaluate_and_predict_from_the_command_line(image_model, tmp_path: Path)
     assert bad.exit_code == 2 and "not an image Pillow can read" in bad.output
     wrong = runner.invoke(app, ["predict", "--model", str(model), "--text", "您好"])
     assert wrong.exit_code == 2 and "classifies images" in wrong.output
+    # the fraud-score threshold is a text model's: a clear error, not a tokenizer traceback
+    text_only = runner.invoke(
+        app, ["threshold", "--model", str(model), "--data", str(data), "--target-precision", "0.9"]
+    )
+    assert text_only.exit_code == 2 and "is an image model; this needs a text model" in text_only.output
 
 
 def test_onnx_export_matches_pytorch(image_model, tmp_path: Path) -> None:

@@ -286,6 +286,11 @@ def load_meta(directory: str | Path) -> ModelMeta:
     """
     directory = require_model_dir(directory)
     meta = read_meta(directory)
+    if meta.get("track", "text") != "text":
+        raise ModelError(
+            f"{directory} is an {meta['track']} model; this needs a text model "
+            "(an image model is used with evaluate, predict --image, export and serve)"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     config = AutoConfig.from_pretrained(str(directory))
     labels = [config.id2label[i] for i in range(config.num_labels)]
