@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,7 +29,8 @@ out = Console(soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error[/]: {message}")
+    # escaped: a message is data ("pip install 'tunewise[vision]'", a file's "[UNK]"), not markup
+    err.print(f"[bold red]error[/]: {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -166,6 +168,8 @@ def train(
         if max_length is not None:
             spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_length": max_length})})
         if image_size is not None:
+            if spec.track != "image":
+                _fail(f"--image-size is for image recipes; {spec.name!r} is a {spec.track} recipe")
             spec = spec.with_model(image_size=image_size)
         outcome = train_model(
             TrainOptions(

@@ -33,6 +33,10 @@ class ImageTooLarge(DataError):
     """An image with more pixels than may be decoded (a decompression bomb, or a limit)."""
 
 
+class MissingExtra(TunewiseError):
+    """A feature whose optional dependencies are not installed (``pip install 'tunewise[vision]'``)."""
+
+
 class EncodingError(TunewiseError):
     """A file's bytes could not be decoded as text."""
 

@@ -243,6 +243,8 @@ def create_image_app(
     """
     import threading
 
+    from starlette.concurrency import run_in_threadpool
+
     from tunewise.errors import DataError, ImageTooLarge
     from tunewise.model_dir import read_meta
     from tunewise.tracks.image import open_image
@@ -288,15 +290,20 @@ def create_image_app(
         data = await request.body()
         if not data:
             raise HTTPException(422, "the request body is empty: send the image's bytes")
-        try:
-            image, _ = open_image(data, name, max_pixels=limits.max_pixels)
-        except ImageTooLarge as e:
-            raise HTTPException(413, str(e)) from None
-        except DataError as e:
-            raise HTTPException(422, str(e)) from None
-        with lock:
-            result = predictor.predict([image], names=[name])[0]
-        return {"results": [result.to_dict()]}
+
+        def work() -> dict:
+            try:
+                image, _ = open_image(data, name, max_pixels=limits.max_pixels)
+            except ImageTooLarge as e:
+                raise HTTPException(413, str(e)) from None
+            except DataError as e:
+                raise HTTPException(422, str(e)) from None
+            with lock:
+                return predictor.predict([image], names=[name])[0].to_dict()
+
+        # decoding and the forward pass run on a worker thread: the event loop stays free
+        # for /healthz and for reading the next uploads
+        return {"results": [await run_in_threadpool(work)]}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:

@@ -46,7 +46,13 @@ from rich.console import Console
 from tunewise.model_dir import has_weights
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
-from tunewise.training.loop import FitResult, apply_initial_freeze, apply_stage, classification_task
+from tunewise.training.loop import (
+    FitResult,
+    apply_initial_freeze,
+    apply_stage,
+    classification_task,
+    use_epoch,
+)
 from tunewise.training.optim import build_optimizer, build_param_groups
 
 if TYPE_CHECKING:  # training.run imports this module's callers; a type is all that is needed here
@@ -105,9 +111,20 @@ def scale_lr(recipe: Recipe, multiplier: float) -> Recipe:
         >>> r = scale_lr(load_recipe("finetune-small"), 2)
         >>> r.optimizer.lr, r.param_groups[0].lr
         (0.002, 0.002)
+        >>> [g.lr for g in scale_lr(load_recipe("image-finetune"), 10).stages[1].param_groups]
+        [0.0001, 0.1]
     """
-    groups = [g.model_copy(update={"lr": g.lr * multiplier}) if g.lr else g for g in recipe.param_groups]
-    stages = [s.model_copy(update={"lr": s.lr * multiplier}) if s.lr else s for s in recipe.stages]
+
+    def scaled(groups):
+        return [g.model_copy(update={"lr": g.lr * multiplier}) if g.lr else g for g in groups]
+
+    groups = scaled(recipe.param_groups)
+    stages = []
+    for s in recipe.stages:
+        update = {"lr": s.lr * multiplier} if s.lr else {}
+        if s.param_groups is not None:  # a stage's own groups (the note's second stage)
+            update["param_groups"] = scaled(s.param_groups)
+        stages.append(s.model_copy(update=update) if update else s)
     optimizer = recipe.optimizer.model_copy(update={"lr": recipe.optimizer.lr * multiplier})
     return recipe.model_copy(update={"optimizer": optimizer, "param_groups": groups, "stages": stages})
 
@@ -278,9 +295,7 @@ def lr_find(
     step = 0
     epoch = 0
     while step < num_steps and not stopped:
-        for part in (train_loader.batch_sampler, train_loader.collate_fn):
-            if hasattr(part, "use_epoch"):
-                part.use_epoch(epoch)
+        use_epoch(train_loader, epoch)
         for batch in loader:
             lr = start_lr * gamma**step
             for g, b in zip(optimizer.param_groups, base, strict=True):

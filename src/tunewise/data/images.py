@@ -43,8 +43,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 LIST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 PATH_COLUMNS = ("path", "image", "file", "filename", "filepath", "image_path", "img")
 DEV_DIRS = ("val", "valid", "validation", "dev")
-# decoding more pixels than this is refused (Pillow's decompression-bomb guard, doubled)
-MAX_PIXELS = 2 * 89_478_485
+# decoding more pixels than this is refused: Pillow's own decompression-bomb limit
+MAX_PIXELS = 89_478_485
 
 
 @dataclass

@@ -74,6 +74,14 @@ class ModelSpec(_Strict):
     image_size: Annotated[int, Field(ge=16, le=1024)] | None = _added_field(None)
 
     @model_validator(mode="after")
+    def _customcnn_halves_three_times(self) -> ModelSpec:
+        if self.architecture == "customcnn" and self.image_size is not None and self.image_size % 8:
+            raise ValueError(
+                f"customcnn pools 2x2 three times: image_size must be a multiple of 8, got {self.image_size}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _scratch_architectures_are_random(self) -> ModelSpec:
         if self.architecture in ("textcnn", "customcnn") and self.init == "pretrained":
             raise ValueError(

@@ -104,8 +104,9 @@ def _text() -> Track:
 
 
 def _image() -> Track:
-    from tunewise.tracks.image import ImageTrack
+    from tunewise.tracks.image import ImageTrack, require_vision
 
+    require_vision()
     return ImageTrack()
 
 

@@ -99,7 +99,10 @@ class ImageDataset(Dataset):
         # fork_rng: the augmentation's draws come from their own seed and leave the global
         # generator (dropout, shuffling) exactly where it was
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
+            # the CPU generator only: torch.manual_seed would reseed a GPU's too (dropout there)
+            torch.default_generator.manual_seed(
+                int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
+            )
             pixels = self.transform(rgb)
         return i, pixels, -100 if self.label_ids is None else self.label_ids[i]
 
@@ -154,7 +157,9 @@ class ImageTrack:
         from tunewise.models.vision import build_image_model
 
         spec = opts.recipe.model
-        built = build_image_model(spec, data.labels, pretrained=opts.pretrained)
+        # a comparison hands every arm the same --pretrained; a random-init recipe ignores it
+        pretrained = opts.pretrained if spec.init == "pretrained" else None
+        built = build_image_model(spec, data.labels, pretrained=pretrained)
         inputs = inputs_for(spec)
         config = image_config(spec, data.labels, inputs)
         return Built(built.model, inputs, built.source, built.notes, inputs.to_dict(), config=config)
@@ -196,6 +201,33 @@ class ImageTrack:
         return image_logits(model, inputs, [e.text for e in examples])
 
 
+#: what an image model's config.json must hold
+CONFIG_KEYS = ("architecture", "head", "num_labels", "id2label", "image_size", "mean", "std")
+
+
+def require_vision() -> None:
+    """A clear error, not an ImportError traceback, when the vision extra is not installed.
+
+    Example:
+        >>> require_vision()  # torchvision and timm are installed here
+    """
+    import importlib
+
+    from tunewise.errors import MissingExtra
+
+    missing = []
+    for module in ("torchvision", "timm"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingExtra(
+            f"images need {' and '.join(missing)}: pip install 'tunewise[vision]' "
+            '(torchvision fixes the torch version: pip install "torch==2.14.1" "torchvision==0.29.1")'
+        )
+
+
 def image_config(spec: ModelSpec, labels: list[str], inputs: ImageInputs) -> dict:
     """What ``load_image_model`` needs to rebuild the network.
 
@@ -225,8 +257,18 @@ def image_model_config(directory: str | Path) -> tuple[dict, ImageInputs, list[s
         raise ModelError(f"{directory / CONFIG_FILE}: not valid JSON ({e})") from None
     if not isinstance(config, dict) or config.get("tunewise_track") != "image":
         raise ModelError(f"{directory}: not an image model (its config.json names no image architecture)")
-    labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
-    inputs = ImageInputs(config["image_size"], tuple(config["mean"]), tuple(config["std"]))
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise ModelError(
+            f"{directory / CONFIG_FILE}: incomplete image model config (no {', '.join(missing)})"
+        )
+    try:
+        labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
+        inputs = ImageInputs(int(config["image_size"]), tuple(config["mean"]), tuple(config["std"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(
+            f"{directory / CONFIG_FILE}: incomplete image model config ({type(e).__name__}: {e})"
+        ) from None
     return config, inputs, labels
 
 
@@ -252,7 +294,12 @@ def load_image_model(directory: str | Path) -> tuple[nn.Module, ImageInputs, lis
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{directory}: no {WEIGHTS_FILE}")
-    model.load_state_dict(load_file(str(weights)))
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as e:  # weights of another architecture, head or label count
+        raise ModelError(
+            f"{weights}: does not fit the network its config.json describes ({str(e)[:300]})"
+        ) from None
     return model.eval(), inputs, labels
 
 
@@ -349,6 +396,7 @@ class ImagePredictor:
         from tunewise.calibration import load_calibration
         from tunewise.inference import OnnxScorer, _choose_backend
 
+        require_vision()
         self.directory = Path(model_dir)
         self.backend = _choose_backend(self.directory, backend)  # type: ignore[arg-type]
         if self.backend == "onnx":

@@ -185,7 +185,7 @@ def fit(
         )
         while state.stage_epoch < stage.epochs and not state.stage_done:
             epoch_start = time.perf_counter()
-            _use_epoch(train_loader, state.epoch)
+            use_epoch(train_loader, state.epoch)
             model.train()
             set_frozen_batchnorm_eval(model)
             running, seen = 0.0, 0
@@ -345,7 +345,8 @@ def _improved(state: TrainState, metric: float, loss: float, recipe: Recipe) -> 
     return metric == state.best_metric and state.best_loss is not None and loss < state.best_loss
 
 
-def _use_epoch(loader: DataLoader, epoch: int) -> None:
+def use_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell the loader's parts which epoch comes next (see ``fit``)."""
     for part in (loader.batch_sampler, loader.sampler, loader.dataset, loader.collate_fn):
         if hasattr(part, "use_epoch"):
             part.use_epoch(epoch)
