@@ -230,6 +230,17 @@ def test_weights_files_load_safely(tmp_path: Path) -> None:
         build_image_model(spec, ["a", "b"], pretrained=str(tmp_path / "other.safetensors"))
     with pytest.raises(ModelError, match="no pretrained weights"):
         build_image_model(ModelSpec(architecture="customcnn", init="random"), ["a", "b"], pretrained="x")
+    # in a comparison every arm gets the same --pretrained: the from-scratch arm ignores it
+    with pytest.raises(DataError, match="cannot split 8 examples of 2 labels"):
+        prepare_images(make_images(tmp_path / "few", per_class=4), seed=0)
+    data = prepare_images(make_images(tmp_path / "imgs", per_class=10), seed=0)
+    opts = TrainOptions(
+        data=tmp_path / "imgs",
+        recipe=load_recipe("image-scratch"),
+        out=tmp_path / "o",
+        pretrained=f"resnet18={tmp_path / 'r18.safetensors'}",
+    )
+    assert get_track("image").build(opts, data, None, Console(quiet=True)).source == "random"
 
 
 def test_torchvision_weights_download_or_say_what_to_do(tmp_path: Path, monkeypatch) -> None:

@@ -78,16 +78,23 @@ def stratified_split(
         raise DataError(f"labels with fewer than 3 examples cannot be split into train/dev/test: {too_few}")
     index = np.arange(len(labels))
     y = np.asarray(labels)
-    if test_f > 0:
-        rest, test = train_test_split(index, test_size=test_f, stratify=y, random_state=seed)
-    else:
-        rest, test = index, np.array([], dtype=int)
-    if dev_f > 0:
-        train, dev = train_test_split(
-            rest, test_size=dev_f / (train_f + dev_f), stratify=y[rest], random_state=seed
-        )
-    else:
-        train, dev = rest, np.array([], dtype=int)
+    try:
+        if test_f > 0:
+            rest, test = train_test_split(index, test_size=test_f, stratify=y, random_state=seed)
+        else:
+            rest, test = index, np.array([], dtype=int)
+        if dev_f > 0:
+            train, dev = train_test_split(
+                rest, test_size=dev_f / (train_f + dev_f), stratify=y[rest], random_state=seed
+            )
+        else:
+            train, dev = rest, np.array([], dtype=int)
+    except ValueError as e:  # scikit-learn's: a split too small to hold every class
+        raise DataError(
+            f"cannot split {len(labels)} examples of {len(counts)} labels into train/dev/test "
+            f"{train_f:g}/{dev_f:g}/{test_f:g} with every label in each ({e}); give more data or "
+            "larger --split fractions"
+        ) from None
     return {"train": sorted(train.tolist()), "dev": sorted(dev.tolist()), "test": sorted(test.tolist())}
 
 

@@ -408,3 +408,12 @@ def _flat_config(recipe: Recipe, seed: int) -> dict:
         "scheduler": recipe.scheduler.name,
         "stages": len(recipe.resolved_stages()),
     }
+
+
+def __getattr__(name: str):
+    # the text helpers moved to tunewise.tracks.text with the track seam; old imports still work
+    if name in ("TextSplit", "fit_classifier", "text_loaders"):
+        from tunewise.tracks import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
