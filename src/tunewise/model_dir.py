@@ -1,8 +1,10 @@
 """The saved model directory: the one place that knows its file names, and writes and reads
 tunewise's own files in it.
 
-A model directory is a Hugging Face ``save_pretrained`` layout, so any tool of that
-ecosystem loads it, plus what tunewise adds:
+A text model directory is a Hugging Face ``save_pretrained`` layout, so any tool of that
+ecosystem loads it, plus what tunewise adds. An image model (``track: image``) has the same
+files but no tokenizer; its ``config.json`` names the torchvision/timm architecture, head,
+labels and input size (``tunewise.tracks.image``), and ``model.safetensors`` is its state dict.
 
 ============================  ==========================  =====================================
 file                          written by                  holds
