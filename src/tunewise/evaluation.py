@@ -46,7 +46,7 @@ def check_known_labels(examples: list[Example], labels: list[str]) -> None:
         >>> try:
         ...     check_known_labels([Example("hi", "spam", "a.csv", 2)], ["fraud", "normal"])
         ... except DataError as e:
-        ...     print(str(e)[:56])
+        ...     print(str(e)[:57])
         labels the model does not know: 'spam' (first at a.csv:2)
     """
     known = set(labels)
