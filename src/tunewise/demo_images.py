@@ -31,7 +31,7 @@ from rich.table import Table
 from tunewise.compare import CompareOptions, print_comparison, run_comparison, write_report
 from tunewise.compare.runs import run_dir
 from tunewise.errors import DataError
-from tunewise.model_dir import has_weights
+from tunewise.model_dir import SPLIT_FILE, has_weights
 from tunewise.recipes.schema import load_recipe
 
 DIGITS_MARKER = "digits.json"
@@ -144,7 +144,7 @@ def run_image_demo(opts: ImageDemoOptions | None = None, console: Console | None
         f"saved to {model_dir}"
     )
     console.print("[bold]3/3[/] classifying digits of the test split")
-    split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))
+    split = json.loads((model_dir / SPLIT_FILE).read_text(encoding="utf-8"))
     predictor = ImagePredictor(model_dir)
     test = set(split["test"])
     chosen = [row for row in predictor.labelled_rows(data) if row[2] in test][: opts.examples]
