@@ -27,7 +27,6 @@ from tunewise.tracks.image import ImagePredictor
 
 from .conftest import LiveServer
 from .test_images import add_bad_files, make_images
-from .test_webpage import ARGS, CHROMIUM, REQUIRED
 
 runner = CliRunner()
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">.jpg'
@@ -146,22 +145,6 @@ def test_image_service_over_http(image_model) -> None:
         assert len(buffer.getvalue()) < 200_000
         wide = httpx.post(f"{url}/v1/classify-image", content=buffer.getvalue(), headers=key)
         assert wide.status_code == 413 and "2000x1000 pixels" in wide.json()["detail"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        if REQUIRED:
-            pytest.fail(
-                "TUNEWISE_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)"
-            )
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 def test_page_classifies_a_dropped_image(browser, image_model) -> None:

@@ -4,46 +4,12 @@ never run as HTML."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
 from tunewise.inference import Predictor
 from tunewise.service import create_app
 
 from .conftest import LiveServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-# CI installs Chromium and sets this, so there the test cannot silently skip
-REQUIRED = os.environ.get("TUNEWISE_REQUIRE_BROWSER") == "1"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">领红包'
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        if REQUIRED:
-            pytest.fail(
-                "TUNEWISE_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)"
-            )
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 def test_page_classifies_highlights_and_escapes(browser, scratch_model, tmp_path):

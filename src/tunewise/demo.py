@@ -31,7 +31,7 @@ from tunewise.compare.worker import TFIDF
 from tunewise.evaluation import threshold_for_precision
 from tunewise.model_dir import has_weights
 from tunewise.ood import describe, evaluate_test_set
-from tunewise.recipes.schema import load_recipe
+from tunewise.recipes.schema import Recipe, load_recipe
 from tunewise.samples import sample_sms_path
 from tunewise.threshold import THRESHOLD_FILE
 
@@ -80,20 +80,34 @@ class DemoOptions:
     tune: object | None = None
 
 
-def _demo_recipes(opts: DemoOptions, out: Path) -> list[str]:
-    """The recipes with the demo's epoch budget, written as YAML files into ``out``."""
+def write_recipes(recipes: list[Recipe], out: Path) -> list[str]:
+    """Write each recipe as ``out/recipes/<name>.yaml`` (the comparison and its report cite
+    the files); returns their paths.
+
+    Example:
+        >>> import tempfile
+        >>> write_recipes([load_recipe("scratch")], Path(tempfile.mkdtemp()))[0].endswith("scratch.yaml")
+        True
+    """
     paths = []
-    for name in opts.recipes:
-        recipe = load_recipe(name)
-        if name in opts.epochs:
-            recipe = recipe.with_epochs(opts.epochs[name])
-        model = recipe.model.model_copy(update={"max_length": min(recipe.model.max_length, opts.max_length)})
-        recipe = recipe.model_copy(update={"model": model})
+    for recipe in recipes:
         path = out / "recipes" / f"{recipe.name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(recipe.to_yaml(), encoding="utf-8")
         paths.append(str(path))
     return paths
+
+
+def _demo_recipes(opts: DemoOptions, out: Path) -> list[str]:
+    """The recipes with the demo's epoch budget, written as YAML files into ``out``."""
+    recipes = []
+    for name in opts.recipes:
+        recipe = load_recipe(name)
+        if name in opts.epochs:
+            recipe = recipe.with_epochs(opts.epochs[name])
+        model = recipe.model.model_copy(update={"max_length": min(recipe.model.max_length, opts.max_length)})
+        recipes.append(recipe.model_copy(update={"model": model}))
+    return write_recipes(recipes, out)
 
 
 def best_recipe(results: dict) -> str:

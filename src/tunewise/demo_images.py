@@ -90,19 +90,18 @@ class ImageDemoOptions:
 
 
 def _demo_recipes(opts: ImageDemoOptions, out: Path) -> list[str]:
-    paths = []
+    """The recipes with the demo's epochs and input sizes, written as YAML files into ``out``."""
+    from tunewise.demo import write_recipes
+
+    recipes = []
     for name in opts.recipes:
         recipe = load_recipe(name)
         if name in opts.epochs:
             recipe = recipe.with_epochs(opts.epochs[name])
         if name in opts.image_size:
-            model = recipe.model.model_copy(update={"image_size": opts.image_size[name]})
-            recipe = recipe.model_copy(update={"model": model})
-        path = out / "recipes" / f"{recipe.name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(recipe.to_yaml(), encoding="utf-8")
-        paths.append(str(path))
-    return paths
+            recipe = recipe.with_model(image_size=opts.image_size[name])
+        recipes.append(recipe)
+    return write_recipes(recipes, out)
 
 
 def run_image_demo(opts: ImageDemoOptions | None = None, console: Console | None = None) -> dict:
