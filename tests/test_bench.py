@@ -128,3 +128,25 @@ def test_inference_bench_times_every_path_and_the_service(
         assert service["batching"]["requests"] == service["requests"]
     assert result["export"]["fp32"]["max_prob_diff"] <= 1e-4
     assert "vs pipeline" in done.stdout
+
+
+def test_image_cache_bench_times_both_pipelines(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    if os.environ.get("TUNEWISE_REQUIRE_VISION") != "1":
+        pytest.importorskip("torchvision", reason="images need the vision extra")
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("ants", "bees"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{i}.jpg")
+    done = run_bench("image_cache.py", "--data", str(tmp_path / "imgs"), "--repeats", "1")
+    lines = [line for line in done.stdout.splitlines() if "faster" in line]
+    assert [line.split()[0] for line in lines] == ["image-scratch", "image-finetune"]
+    assert all("16 images" in line for line in lines)  # 80% of the 20 images train

@@ -344,6 +344,13 @@ def test_image_recipes_are_valid_and_name_their_track() -> None:
         "adam",
         1e-4,
     )
+    # stretched to a tuning budget, each stage stops once its dev score stalls (20% of the stage)
+    from tunewise.training.loop import stage_patience
+    from tunewise.tuning import stretch
+
+    long = stretch(note, 100)
+    assert [stage_patience(long, s) for s in long.resolved_stages()] == [10, 10]
+    assert [stage_patience(note, s) for s in note.resolved_stages()] == [3, 3]
     scratch = load_recipe("image-scratch")
     assert (scratch.model.architecture, scratch.batch_size, scratch.epochs, scratch.augmentation) == (
         "customcnn",
@@ -427,3 +434,62 @@ def test_hymenoptera_reads_as_the_tutorial_describes() -> None:
     sizes = {s: len(x) for s, x in data.splits.items()}
     assert sizes["train"] + sizes["dev"] == 244 and sizes["test"] == 153  # val/ is the test split
     assert data.report.counts["test"] == {"ants": 70, "bees": 83}
+
+
+def test_image_cache_decodes_once_keeps_the_aspect_and_stays_in_bounds(tmp_path: Path) -> None:
+    from tunewise.data.image_cache import ImageCache, decode, working_side
+
+    photo = tmp_path / "photo.jpg"
+    pixels = np.random.default_rng(0).integers(0, 255, (375, 500, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo, quality=90)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(small)
+
+    cache = ImageCache()
+    side = working_side(224)
+    assert cache.get(photo, side).size == (448, 336)  # shorter side 336, 4:3 kept
+    assert cache.get(small, side).size == (32, 32)  # never enlarged
+    assert cache.get(photo, side) is cache.get(photo, side)
+    assert cache.stats()["misses"] == 2 and cache.stats()["hits"] == 2
+
+    # the reduced image evaluates as the original does (resize 256, centre crop 224)
+    transform = inputs_for(ModelSpec(architecture="efficientnet_lite0", init="random")).transform()
+    whole, reduced = transform(decode(photo)), transform(cache.get(photo, side))
+    assert whole.shape == reduced.shape == (3, 224, 224)
+    assert float((whole - reduced).abs().mean()) < 0.08  # noise: the worst case for resampling (0.04)
+
+    # a file replaced on disk is decoded again, not served stale
+    os.utime(photo, ns=(1, 1))
+    Image.new("RGB", (400, 400), (0, 0, 255)).save(photo)
+    os.utime(photo, ns=(2_000_000_000, 2_000_000_000))
+    assert cache.get(photo, side).size == (336, 336)
+
+    tight = ImageCache(max_bytes=32 * 32 * 3)
+    tight.get(small, side), tight.get(photo, side), tight.get(photo, side)
+    assert tight.stats()["images"] == 1 and tight.stats()["uncached"] == 2
+    photo.unlink()
+    with pytest.raises(DataError, match="photo.jpg: cannot read the image any more"):
+        cache.get(photo, side)
+
+
+def test_training_loaders_read_each_image_from_disk_once(tmp_path: Path, monkeypatch) -> None:
+    import tunewise.data.image_cache as image_cache
+
+    root = make_images(tmp_path / "imgs", per_class=6)
+    monkeypatch.setattr(image_cache, "_shared", image_cache.ImageCache())
+    opened: list[str] = []
+    real = image_cache.decode
+    monkeypatch.setattr(
+        image_cache, "decode", lambda path, side=None: opened.append(str(path)) or real(path, side)
+    )
+    recipe = parse_recipe(
+        {**load_recipe("image-scratch").model_dump(mode="json"), "epochs": 3, "early_stopping": None}
+    )
+    train_model(
+        TrainOptions(data=str(root), recipe=recipe, out=str(tmp_path / "m"), seed=0), Console(quiet=True)
+    )
+    assert opened and len(opened) == len(set(opened))  # 3 epochs, every image decoded once
+    with monkeypatch.context() as m:
+        m.setenv("TUNEWISE_IMAGE_CACHE_BYTES", "lots")
+        with pytest.raises(DataError, match="TUNEWISE_IMAGE_CACHE_BYTES='lots'"):
+            image_cache._max_bytes_from_env()

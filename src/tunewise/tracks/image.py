@@ -28,6 +28,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tunewise.data.image_cache import ImageCache, decode, shared_cache, working_side
 from tunewise.data.images import MAX_PIXELS as MAX_IMAGE_PIXELS
 from tunewise.data.images import prepare_images
 from tunewise.data.loading import DataError, Example
@@ -75,10 +76,25 @@ def inputs_for(spec: ModelSpec) -> ImageInputs:
 
 class ImageDataset(Dataset):
     """``(index, image tensor, label_id)``; each image decoded and transformed on access,
-    the random draws of its augmentation seeded by (seed, epoch, index)."""
+    the random draws of its augmentation seeded by (seed, epoch, index).
 
-    def __init__(self, paths: list[str], label_ids: list[int] | None, transform, seed: int = 0) -> None:
+    With a ``cache`` (training's loaders), each image is decoded once, reduced so its shorter
+    side is ``side``, and kept in memory for the epochs and candidates that follow
+    (``tunewise.data.image_cache``); without one it is decoded from disk every time.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        label_ids: list[int] | None,
+        transform,
+        seed: int = 0,
+        *,
+        cache: ImageCache | None = None,
+        side: int | None = None,
+    ) -> None:
         self.paths, self.label_ids, self.transform, self.seed = paths, label_ids, transform, seed
+        self.cache, self.side = cache, side
         self.epoch = 0
 
     def use_epoch(self, epoch: int) -> None:
@@ -89,13 +105,7 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor, int]:
-        from PIL import Image
-
-        try:
-            with Image.open(self.paths[i]) as image:
-                rgb = image.convert("RGB")
-        except OSError as e:  # checked when the data was loaded; changed on disk since
-            raise DataError(f"{self.paths[i]}: cannot read the image any more ({e})") from None
+        rgb = self.cache.get(self.paths[i], self.side) if self.cache is not None else decode(self.paths[i])
         # fork_rng: the augmentation's draws come from their own seed and leave the global
         # generator (dropout, shuffling) exactly where it was
         with torch.random.fork_rng(devices=[]):
@@ -175,14 +185,18 @@ class ImageTrack:
     ) -> tuple[DataLoader, DataLoader]:
         index = {lab: i for i, lab in enumerate(labels)}
         inputs: ImageInputs = built.inputs
+        # every epoch of every candidate reads the same images: decode each once, at the
+        # resolution the network needs, and keep it (bounded; tunewise.data.image_cache)
+        cached = {"cache": shared_cache(), "side": working_side(inputs.size)}
         train_set = ImageDataset(
             [e.text for e in train],
             [index[e.label] for e in train],
             inputs.transform(recipe.augmentation),
             seed,
+            **cached,
         )
         select_set = ImageDataset(
-            [e.text for e in select], [index[e.label] for e in select], inputs.transform()
+            [e.text for e in select], [index[e.label] for e in select], inputs.transform(), **cached
         )
         train_loader = DataLoader(
             train_set,
