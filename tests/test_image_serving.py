@@ -207,3 +207,27 @@ def test_image_demo_runs_the_notes_comparison(tmp_path: Path, monkeypatch) -> No
     report = Path(summary["report"]["markdown"]).read_text(encoding="utf-8")
     assert "the note's CustomCNN" in report and "labelled images" in report
     assert ImagePredictor(summary["model"]).labels == [str(d) for d in range(10)]
+
+
+def test_compare_sizes_each_image_recipe_from_the_command_line(image_model, tmp_path: Path) -> None:
+    """``--image-size RECIPE=SIZE`` gives each arm its own input (the CustomCNN its 32x32, the
+    ImageNet network more pixels); a name the comparison does not run is a clear error."""
+    data, _ = image_model
+    out = tmp_path / "c"
+    cli(
+        *["compare", "--data", data, "--out", out, "--recipes", "image-scratch,image-finetune"],
+        *["--fractions", "1", "--seeds", "1", "--epochs", "2", "--image-size", "image-finetune=48"],
+    )
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    recipes = results["recipes"]  # {name: the recipe each arm ran}
+    assert recipes["image-finetune"]["model"]["image_size"] == 48
+    assert recipes["image-scratch"]["model"].get("image_size") is None  # its own 32x32
+    bad = runner.invoke(
+        app,
+        ["compare", "--data", str(data), "--out", str(tmp_path / "d"), "--image-size", "image-fintune=48"],
+    )
+    assert bad.exit_code == 2 and "'image-fintune', which this comparison does not run" in bad.output
+    bad = runner.invoke(
+        app, ["compare", "--data", str(data), "--out", str(tmp_path / "d"), "--image-size", "big"]
+    )
+    assert bad.exit_code == 2 and "expected a whole number of pixels, got 'big'" in bad.output

@@ -227,6 +227,28 @@ def _test_data_option():
     )
 
 
+def _parse_image_size(value: str | None) -> int | dict[str, int] | None:
+    """``224`` -> 224; ``image-finetune=64,image-scratch=32`` -> ``{recipe: side}``."""
+    if value is None or not value.strip():
+        return None
+
+    def side(text: str, what: str) -> int:
+        try:
+            return int(text)  # the recipe checks the range (and CustomCNN's multiple of 8)
+        except ValueError:
+            _fail(f"--image-size{what}: expected a whole number of pixels, got {text!r}")
+
+    if "=" not in value:
+        return side(value.strip(), "")
+    sizes: dict[str, int] = {}
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        name, sep, number = part.partition("=")
+        if not sep or not name.strip():
+            _fail(f"--image-size: expected RECIPE=SIZE entries (image-finetune=64), got {part!r}")
+        sizes[name.strip()] = side(number.strip(), f" for {name.strip()}")
+    return sizes
+
+
 def _parse_test_sets(specs: list[str]) -> list:
     from tunewise.ood import TestSet
 
@@ -565,8 +587,11 @@ def compare(
     max_length: int | None = typer.Option(
         None, "--max-length", help="Override every recipe's max tokens per text."
     ),
-    image_size: int | None = typer.Option(
-        None, "--image-size", help="Override every image recipe's input side in pixels (e.g. 224)."
+    image_size: str | None = typer.Option(
+        None,
+        "--image-size",
+        help="Override image recipes' input side in pixels: one size for every image recipe (224), "
+        "or RECIPE=SIZE for some, comma-separated (image-finetune=64).",
     ),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="train,dev,test fractions (one fixed split)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the one train/dev/test split."),
@@ -608,7 +633,7 @@ def compare(
         pretrained=pretrained,
         epochs=epochs,
         max_length=max_length,
-        image_size=image_size,
+        image_size=_parse_image_size(image_size),
         split=_parse_split(split),
         split_seed=split_seed,
         text_column=text_column,

@@ -54,7 +54,8 @@ class CompareOptions:
     pretrained: str | None = None
     epochs: int | None = None
     max_length: int | None = None  # override every recipe's max tokens per text
-    image_size: int | None = None  # override every image recipe's input side
+    # override image recipes' input side: one size for all, or {recipe name: size} for some
+    image_size: int | dict[str, int] | None = None
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
     text_column: str | None = None
@@ -142,11 +143,19 @@ def _load_recipes(opts: CompareOptions, names: list[str]) -> dict[str, Recipe]:
         if opts.max_length is not None:
             model = recipe.model.model_copy(update={"max_length": opts.max_length})
             recipe = recipe.model_copy(update={"model": model})
-        if opts.image_size is not None and recipe.track == "image":
-            recipe = recipe.with_model(image_size=opts.image_size)
+        size = opts.image_size.get(recipe.name) if isinstance(opts.image_size, dict) else opts.image_size
+        if size is not None and recipe.track == "image":
+            recipe = recipe.with_model(image_size=size)
         if recipe.name in recipes or recipe.name == TFIDF:
             raise CompareError(f"two recipes are named {recipe.name!r}; give each a distinct name")
         recipes[recipe.name] = recipe
+    if isinstance(opts.image_size, dict):
+        unknown = sorted(set(opts.image_size) - set(recipes))
+        if unknown:
+            raise CompareError(
+                f"--image-size names {', '.join(map(repr, unknown))}, which this comparison does not "
+                f"run (its recipes: {', '.join(recipes) or 'none'})"
+            )
     if not recipes and not opts.baseline:
         raise CompareError("nothing to compare: no recipes and the baseline is off")
     return recipes
