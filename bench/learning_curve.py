@@ -19,6 +19,16 @@ the saved runs used, the runs saved in bench/results/learning_curve_tuned.json (
 earlier --save) are taken as finished and only the missing ones run. Writes the
 comparison's results.json, report.md, report.html and plots into --out, and with --save
 copies results.json and the learning curve into bench/results/ for BENCHMARKS.md.
+
+The same protocol on images (issue 17): the note's CustomCNN from scratch against the
+ImageNet EfficientNet-Lite0 fine-tuned, each saved under its own name:
+
+    python bench/learning_curve.py --data ../shared/data/hymenoptera \\
+        --recipes image-scratch image-finetune --fractions 0.25 0.5 1 \\
+        --out runs/bench-hymenoptera-tuned --results hymenoptera_tuned --save
+    python bench/learning_curve.py --data ../shared/data/cifar10_subset \\
+        --recipes image-scratch image-finetune --image-size image-finetune=64 \\
+        --fractions 0.02 0.1 1 --seeds 1 --out runs/bench-cifar10-tuned --results cifar10_tuned --save
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tunewise.compare import CompareOptions, load_results, print_comparison, run_comparison, write_report
+from tunewise.compare.runs import parse_image_size
 from tunewise.compare.summary import cells, fmt_fraction, fmt_score, fractions, gap_ci, recipe_order, verdict
 from tunewise.tuning import TuneSpec
 
@@ -59,14 +70,15 @@ def continue_saved(out: Path, data: str, console: Console, saved: Path = SAVED) 
     return True
 
 
-def save(out: Path, plot: Path) -> None:
-    """Copy the results into bench/results/ for BENCHMARKS.md: one compact line of JSON, and
-    without the test split's text keys (hashes of the messages, which are not ours to publish)."""
-    RESULTS.mkdir(exist_ok=True)
+def save(out: Path, plot: Path, saved: Path = SAVED) -> None:
+    """Copy the results into bench/results/ for BENCHMARKS.md (``saved``, and the plot beside
+    it as ``.png``): one compact line of JSON, and without the test split's keys (hashes of
+    the messages or images, which are not ours to publish)."""
+    saved.parent.mkdir(exist_ok=True)
     results = json.loads((out / "results.json").read_text())
     results.pop("test_keys", None)
-    SAVED.write_text(json.dumps(results, ensure_ascii=False, separators=(",", ":")) + "\n")
-    shutil.copy(plot, RESULTS / "learning_curve_tuned.png")
+    saved.write_text(json.dumps(results, ensure_ascii=False, separators=(",", ":")) + "\n")
+    shutil.copy(plot, saved.with_suffix(".png"))
 
 
 def markdown_tables(results: dict) -> str:
@@ -133,6 +145,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per message (SMS are short)")
     parser.add_argument("--pretrained", help="encoder for the fine-tuning recipes (default: bundled)")
+    parser.add_argument(
+        "--image-size", help="image recipes' input side: 224, or RECIPE=SIZE entries (image-finetune=64)"
+    )
+    parser.add_argument(
+        "--results",
+        default=SAVED.stem,
+        help=f"name of the saved copy in bench/results/ (default {SAVED.stem}; e.g. hymenoptera_tuned)",
+    )
     parser.add_argument("--out", default="runs/bench-learning-curve-tuned")
     parser.add_argument("--save", action="store_true", help="copy results and plot into bench/results/")
     parser.add_argument(
@@ -145,13 +165,14 @@ def main() -> None:
     if not args.data and not args.report_only:
         parser.error("--data is required")
     console = Console(stderr=True, soft_wrap=True)
+    saved = RESULTS / f"{args.results}.json"
     if args.report_only:
         results = load_results(args.out)
         if results is None or not results["runs"]:
             raise SystemExit(f"{args.out}: no finished runs to report")
         console.print(f"{len(results['runs'])} finished runs in {args.out}")
     else:
-        continue_saved(Path(args.out), args.data, console)
+        continue_saved(Path(args.out), args.data, console, saved)
         results = run_comparison(
             CompareOptions(
                 data=args.data,
@@ -161,21 +182,23 @@ def main() -> None:
                 seeds=args.seeds,
                 pretrained=args.pretrained,
                 max_length=args.max_length,
+                image_size=parse_image_size(args.image_size) if args.image_size else None,
                 label_map=args.label_map,
                 tune=None if args.tune == "off" else TuneSpec(method=args.tune),
             ),
             console=console,
         )
     print(markdown_tables(results))
+    given = (("data", args.data), ("label_map", args.label_map), ("image_size", args.image_size))
     command = "python bench/learning_curve.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in (("data", args.data), ("label_map", args.label_map)) if v
+        f"--{k.replace('_', '-')} {v}" for k, v in given if v
     )
     files = write_report(results, args.out, command=command)
     print_comparison(results, Console(soft_wrap=True))
     console.print(f"report: {files['markdown']}")
     if args.save:
-        save(Path(args.out), files["learning_curve"])
-        console.print(f"saved to {RESULTS}")
+        save(Path(args.out), files["learning_curve"], saved)
+        console.print(f"saved to {saved}")
 
 
 if __name__ == "__main__":

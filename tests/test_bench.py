@@ -130,7 +130,8 @@ def test_inference_bench_times_every_path_and_the_service(
     assert "vs pipeline" in done.stdout
 
 
-def test_image_cache_bench_times_both_pipelines(tmp_path: Path) -> None:
+def photos(root: Path, per_class: int = 10) -> Path:
+    """Two classes of 400x300 JPEGs (red- and blue-tinted noise), or skip without the vision extra."""
     import os
 
     import pytest
@@ -141,12 +142,50 @@ def test_image_cache_bench_times_both_pipelines(tmp_path: Path) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for label in ("ants", "bees"):
-        (tmp_path / "imgs" / label).mkdir(parents=True)
-        for i in range(10):
-            pixels = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{i}.jpg")
-    done = run_bench("image_cache.py", "--data", str(tmp_path / "imgs"), "--repeats", "1")
+    for channel, label in enumerate(("ants", "bees")):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 120, (300, 400, 3), dtype=np.uint8)
+            pixels[..., 2 * channel] += 120
+            Image.fromarray(pixels).save(root / label / f"{i}.jpg")
+    return root
+
+
+def test_image_cache_bench_times_both_pipelines(tmp_path: Path) -> None:
+    done = run_bench("image_cache.py", "--data", str(photos(tmp_path / "imgs")), "--repeats", "1")
     lines = [line for line in done.stdout.splitlines() if "faster" in line]
     assert [line.split()[0] for line in lines] == ["image-scratch", "image-finetune"]
     assert all("16 images" in line for line in lines)  # 80% of the 20 images train
+
+
+def test_learning_curve_bench_compares_image_recipes(tmp_path: Path) -> None:
+    """The curve's protocol on images: each arm its own input side, no TF-IDF, the tables."""
+    out = tmp_path / "curve"
+    done = run_bench(
+        "learning_curve.py",
+        *[
+            "--data",
+            str(photos(tmp_path / "imgs", per_class=8)),
+            "--recipes",
+            "image-scratch",
+            "image-finetune",
+        ],
+        *["--fractions", "1.0", "--seeds", "1", "--tune", "off", "--image-size", "image-finetune=32"],
+        *["--out", str(out)],
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["track"] == "image" and {r["recipe"] for r in results["runs"]} == {
+        "image-scratch",
+        "image-finetune",
+    }
+    assert results["recipes"]["image-finetune"]["model"]["image_size"] == 32
+    from tunewise.recipes import load_recipe
+
+    # the bench's --max-length 128 is for text: the image recipe is dumped as built in
+    assert results["recipes"]["image-scratch"]["model"] == load_recipe("image-scratch").model.model_dump(
+        mode="json"
+    )
+    assert (
+        "| image-finetune |" in done.stdout
+        and "image-size image-finetune=32" in (out / "report.md").read_text()
+    )

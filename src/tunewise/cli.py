@@ -228,25 +228,14 @@ def _test_data_option():
 
 
 def _parse_image_size(value: str | None) -> int | dict[str, int] | None:
-    """``224`` -> 224; ``image-finetune=64,image-scratch=32`` -> ``{recipe: side}``."""
+    from tunewise.compare.runs import parse_image_size
+
     if value is None or not value.strip():
         return None
-
-    def side(text: str, what: str) -> int:
-        try:
-            return int(text)  # the recipe checks the range (and CustomCNN's multiple of 8)
-        except ValueError:
-            _fail(f"--image-size{what}: expected a whole number of pixels, got {text!r}")
-
-    if "=" not in value:
-        return side(value.strip(), "")
-    sizes: dict[str, int] = {}
-    for part in (p.strip() for p in value.split(",") if p.strip()):
-        name, sep, number = part.partition("=")
-        if not sep or not name.strip():
-            _fail(f"--image-size: expected RECIPE=SIZE entries (image-finetune=64), got {part!r}")
-        sizes[name.strip()] = side(number.strip(), f" for {name.strip()}")
-    return sizes
+    try:
+        return parse_image_size(value)
+    except USER_ERRORS as e:
+        _fail(str(e))
 
 
 def _parse_test_sets(specs: list[str]) -> list:

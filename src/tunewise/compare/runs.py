@@ -134,13 +134,42 @@ def _split_fingerprint(keys: dict[str, list[str]]) -> str:
     return h.hexdigest()[:20]
 
 
+def parse_image_size(value: str) -> int | dict[str, int]:
+    """``--image-size``: one side for every image recipe, or ``RECIPE=SIZE`` entries.
+
+    Example:
+        >>> parse_image_size("224"), parse_image_size("image-finetune=64, image-scratch=32")
+        (224, {'image-finetune': 64, 'image-scratch': 32})
+    """
+
+    def side(text: str, what: str) -> int:
+        try:
+            return int(text)  # the recipe checks the range (and CustomCNN's multiple of 8)
+        except ValueError:
+            raise CompareError(
+                f"--image-size{what}: expected a whole number of pixels, got {text!r}"
+            ) from None
+
+    if "=" not in value:
+        return side(value.strip(), "")
+    sizes: dict[str, int] = {}
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        name, sep, number = part.partition("=")
+        if not sep or not name.strip():
+            raise CompareError(
+                f"--image-size: expected RECIPE=SIZE entries (image-finetune=64), got {part!r}"
+            )
+        sizes[name.strip()] = side(number.strip(), f" for {name.strip()}")
+    return sizes
+
+
 def _load_recipes(opts: CompareOptions, names: list[str]) -> dict[str, Recipe]:
     recipes: dict[str, Recipe] = {}
     for name in names:
         recipe = load_recipe(name)
         if opts.epochs is not None:
             recipe = recipe.with_epochs(opts.epochs)
-        if opts.max_length is not None:
+        if opts.max_length is not None and recipe.track == "text":  # images have no tokens
             model = recipe.model.model_copy(update={"max_length": opts.max_length})
             recipe = recipe.model_copy(update={"model": model})
         size = opts.image_size.get(recipe.name) if isinstance(opts.image_size, dict) else opts.image_size
