@@ -1,6 +1,6 @@
 """What the decoded-image cache saves: one epoch of training input on real photos, decoded
 from disk every time (the baseline: how the image track read images before the cache) vs
-served from the cache (each photo decoded once, reduced to 1.5 x the network's side).
+served from the cache (each photo decoded once, reduced to 5/3 of the network's side).
 
     python bench/image_cache.py                       # ../shared/data/hymenoptera's train/
     python bench/image_cache.py --data ../shared/data/cifar10_subset --limit 2000

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 if os.environ.get("TUNEWISE_REQUIRE_VISION") != "1":  # CI sets it: there the tests must run
@@ -222,12 +223,48 @@ def test_compare_sizes_each_image_recipe_from_the_command_line(image_model, tmp_
     recipes = results["recipes"]  # {name: the recipe each arm ran}
     assert recipes["image-finetune"]["model"]["image_size"] == 48
     assert recipes["image-scratch"]["model"].get("image_size") is None  # its own 32x32
-    bad = runner.invoke(
+
+    def fails(*args: str) -> str:
+        result = runner.invoke(app, ["compare", "--data", str(data), "--out", str(tmp_path / "d"), *args])
+        assert result.exit_code == 2, result.output
+        return " ".join(result.output.split())
+
+    assert "'image-fintune', which this comparison does not run" in fails("--image-size", "image-fintune=48")
+    assert "names 'image-scratch' twice" in fails("--image-size", "image-scratch=32,image-scratch=48")
+    assert "'scratch': not an image recipe" in fails("--recipes", "scratch", "--image-size", "scratch=32")
+    assert "expected a whole number of pixels, got 'big'" in fails("--image-size", "big")
+    # runs made when images were read whole are not mixed with runs on reduced images
+    stored = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert stored["image_decode_side_factor"] == round(5 / 3, 6)
+    del stored["image_decode_side_factor"]
+    (out / "results.json").write_text(json.dumps(stored), encoding="utf-8")
+    again = runner.invoke(
         app,
-        ["compare", "--data", str(data), "--out", str(tmp_path / "d"), "--image-size", "image-fintune=48"],
+        [
+            *["compare", "--data", str(data), "--out", str(out), "--recipes", "image-scratch,image-finetune"],
+            *["--fractions", "1", "--seeds", "1", "--epochs", "2", "--image-size", "image-finetune=48"],
+        ],
     )
-    assert bad.exit_code == 2 and "'image-fintune', which this comparison does not run" in bad.output
-    bad = runner.invoke(
-        app, ["compare", "--data", str(data), "--out", str(tmp_path / "d"), "--image-size", "big"]
-    )
-    assert bad.exit_code == 2 and "expected a whole number of pixels, got 'big'" in bad.output
+    assert again.exit_code == 2 and "read images whole" in " ".join(again.output.split())
+
+
+def test_prediction_feeds_the_network_as_evaluation_does(image_model, tmp_path: Path) -> None:
+    """Files and bytes reach the network reduced and resized exactly as the test split did
+    during training (``decode_side`` in the model's config)."""
+    from tunewise.tracks.image import image_logits, load_image_model
+
+    _, model_dir = image_model
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(4):  # larger than the 54-pixel side the CustomCNN's inputs are reduced to
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.fromarray(rng.integers(0, 255, (150, 200, 3), dtype=np.uint8)).save(paths[-1])
+    model, inputs, _ = load_image_model(model_dir)
+    assert inputs.decode_side == 54  # 5/3 of the CustomCNN's 32
+    expected = image_logits(model, inputs, paths)
+    predictor = ImagePredictor(model_dir, backend="torch")
+    as_files, info = predictor.logits(paths)
+    as_bytes, _ = predictor.logits([Path(p).read_bytes() for p in paths])
+    np.testing.assert_allclose(as_files, expected, atol=1e-5)
+    np.testing.assert_allclose(as_bytes, expected, atol=1e-5)
+    assert info[0][1:] == Image.open(paths[0]).size  # the size reported is the image's own

@@ -437,59 +437,92 @@ def test_hymenoptera_reads_as_the_tutorial_describes() -> None:
 
 
 def test_image_cache_decodes_once_keeps_the_aspect_and_stays_in_bounds(tmp_path: Path) -> None:
-    from tunewise.data.image_cache import ImageCache, decode, working_side
+    from tunewise.data.image_cache import ImageCache, _max_bytes_from_env, decode, working_side
 
     photo = tmp_path / "photo.jpg"
-    pixels = np.random.default_rng(0).integers(0, 255, (375, 500, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(0).integers(0, 255, (750, 1000, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(photo, quality=90)
     small = tmp_path / "small.png"
     Image.new("RGB", (32, 32), (200, 10, 10)).save(small)
 
     cache = ImageCache()
     side = working_side(224)
-    assert cache.get(photo, side).size == (448, 336)  # shorter side 336, 4:3 kept
+    assert side == 374  # 5/3 of 224: RandomResizedCrop's smallest crop never needs enlarging
+    assert cache.get(photo, side).size == (499, 374)  # shorter side 374, 4:3 kept
     assert cache.get(small, side).size == (32, 32)  # never enlarged
     assert cache.get(photo, side) is cache.get(photo, side)
     assert cache.stats()["misses"] == 2 and cache.stats()["hits"] == 2
 
-    # the reduced image evaluates as the original does (resize 256, centre crop 224)
+    # the reduced image evaluates as the whole one would (resize 256, centre crop 224)
     transform = inputs_for(ModelSpec(architecture="efficientnet_lite0", init="random")).transform()
     whole, reduced = transform(decode(photo)), transform(cache.get(photo, side))
     assert whole.shape == reduced.shape == (3, 224, 224)
-    assert float((whole - reduced).abs().mean()) < 0.08  # noise: the worst case for resampling (0.04)
+    assert float((whole - reduced).abs().mean()) < 0.08  # noise: the worst case for resampling
 
-    # a file replaced on disk is decoded again, not served stale
-    os.utime(photo, ns=(1, 1))
-    Image.new("RGB", (400, 400), (0, 0, 255)).save(photo)
-    os.utime(photo, ns=(2_000_000_000, 2_000_000_000))
-    assert cache.get(photo, side).size == (336, 336)
+    # a file replaced on disk (same byte size, newer time) is decoded again, its old pixels dropped
+    bmp = tmp_path / "swap.bmp"
+    Image.new("RGB", (400, 300), (255, 0, 0)).save(bmp)
+    os.utime(bmp, ns=(10**18, 10**18))
+    held = cache.stats()["bytes"]
+    assert cache.get(bmp, 100).getpixel((0, 0)) == (255, 0, 0)
+    size = bmp.stat().st_size
+    Image.new("RGB", (400, 300), (0, 0, 255)).save(bmp)
+    os.utime(bmp, ns=(2 * 10**18, 2 * 10**18))
+    assert bmp.stat().st_size == size
+    assert cache.get(bmp, 100).getpixel((0, 0)) == (0, 0, 255)
+    assert cache.stats()["images"] == 3 and cache.stats()["bytes"] == held + 133 * 100 * 3
 
+    # bounded: the least recently used image goes first; one larger than the bound is not kept
+    other = tmp_path / "other.png"
+    Image.new("RGB", (32, 32), (0, 200, 0)).save(other)
     tight = ImageCache(max_bytes=32 * 32 * 3)
-    tight.get(small, side), tight.get(photo, side), tight.get(photo, side)
-    assert tight.stats()["images"] == 1 and tight.stats()["uncached"] == 2
+    tight.get(small, side), tight.get(other, side), tight.get(photo, side)
+    assert tight.stats() == {"images": 1, "bytes": 3072, "hits": 0, "misses": 3, "evicted": 1}
+    assert tight.get(other, side).getpixel((0, 0)) == (0, 200, 0) and tight.stats()["hits"] == 1
+
     photo.unlink()
     with pytest.raises(DataError, match="photo.jpg: cannot read the image any more"):
         cache.get(photo, side)
+    os.environ["TUNEWISE_IMAGE_CACHE_BYTES"] = "inf"
+    try:
+        with pytest.raises(DataError, match="TUNEWISE_IMAGE_CACHE_BYTES='inf'"):
+            _max_bytes_from_env()
+    finally:
+        del os.environ["TUNEWISE_IMAGE_CACHE_BYTES"]
 
 
-def test_training_loaders_read_each_image_from_disk_once(tmp_path: Path, monkeypatch) -> None:
+def test_training_loaders_decode_each_image_once_and_see_what_evaluation_sees(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from types import SimpleNamespace
+
     import tunewise.data.image_cache as image_cache
+    from tunewise.tracks.image import ImageTrack, image_logits
 
-    root = make_images(tmp_path / "imgs", per_class=6)
+    data = prepare_images(make_images(tmp_path / "imgs", per_class=6, size=(120, 90)), seed=0)
     monkeypatch.setattr(image_cache, "_shared", image_cache.ImageCache())
     opened: list[str] = []
     real = image_cache.decode
     monkeypatch.setattr(
         image_cache, "decode", lambda path, side=None: opened.append(str(path)) or real(path, side)
     )
-    recipe = parse_recipe(
-        {**load_recipe("image-scratch").model_dump(mode="json"), "epochs": 3, "early_stopping": None}
-    )
-    train_model(
-        TrainOptions(data=str(root), recipe=recipe, out=str(tmp_path / "m"), seed=0), Console(quiet=True)
-    )
-    assert opened and len(opened) == len(set(opened))  # 3 epochs, every image decoded once
-    with monkeypatch.context() as m:
-        m.setenv("TUNEWISE_IMAGE_CACHE_BYTES", "lots")
-        with pytest.raises(DataError, match="TUNEWISE_IMAGE_CACHE_BYTES='lots'"):
-            image_cache._max_bytes_from_env()
+    recipe = load_recipe("image-scratch")
+    inputs = inputs_for(recipe.model.model_copy(update={"image_size": 48}))
+    built = SimpleNamespace(inputs=inputs)
+    train, select = data.splits["train"], data.splits["dev"]
+    train_loader, select_loader = ImageTrack().loaders(built, train, select, data.labels, recipe, seed=0)
+    for epoch in range(3):
+        train_loader.dataset.use_epoch(epoch)
+        for _ in train_loader:
+            pass
+        for _ in select_loader:
+            pass
+    assert sorted(opened) == sorted(e.text for e in train + select)  # 3 epochs, each image once
+    assert image_cache.shared_cache().stats()["images"] == len(train) + len(select)
+
+    # dev during training is exactly what evaluation and prediction feed the network
+    model = build_image_model(recipe.model.model_copy(update={"image_size": 48}), data.labels).model.eval()
+    with torch.no_grad():
+        during = torch.cat([model(b["x"]) for b in select_loader]).numpy()
+    after = image_logits(model, inputs, [e.text for e in select])
+    np.testing.assert_allclose(during, after, rtol=0, atol=1e-5)

@@ -21,6 +21,7 @@ from rich.console import Console
 from tunewise import __version__
 from tunewise.compare.summary import fmt_fraction
 from tunewise.compare.worker import TFIDF, execute
+from tunewise.data.image_cache import SIDE_FACTOR
 from tunewise.data.images import looks_like_images
 from tunewise.data.normalize import NormalizerConfig
 from tunewise.data.prepare import subsample
@@ -159,6 +160,8 @@ def parse_image_size(value: str) -> int | dict[str, int]:
             raise CompareError(
                 f"--image-size: expected RECIPE=SIZE entries (image-finetune=64), got {part!r}"
             )
+        if name.strip() in sizes:
+            raise CompareError(f"--image-size names {name.strip()!r} twice")
         sizes[name.strip()] = side(number.strip(), f" for {name.strip()}")
     return sizes
 
@@ -185,6 +188,9 @@ def _load_recipes(opts: CompareOptions, names: list[str]) -> dict[str, Recipe]:
                 f"--image-size names {', '.join(map(repr, unknown))}, which this comparison does not "
                 f"run (its recipes: {', '.join(recipes) or 'none'})"
             )
+        text = sorted(n for n in opts.image_size if recipes[n].track != "image")
+        if text:
+            raise CompareError(f"--image-size names {', '.join(map(repr, text))}: not an image recipe")
     if not recipes and not opts.baseline:
         raise CompareError("nothing to compare: no recipes and the baseline is off")
     return recipes
@@ -308,6 +314,22 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
             f"{out} holds runs that fine-tuned {results.get('pretrained')!r}; this comparison asks for "
             f"{pretrained!r}. Use another --out (nothing was overwritten)"
         )
+    if track.name == "image":
+        # what every image is reduced to before its transform (tunewise.data.image_cache):
+        # runs made under another reduction are not mixed into one table
+        factor = round(SIDE_FACTOR, 6)
+        if results["runs"] and results.get("image_decode_side_factor") != factor:
+            raise CompareError(
+                f"{out} holds image runs that read images "
+                + (
+                    "whole"
+                    if results.get("image_decode_side_factor") is None
+                    else f"reduced to {results['image_decode_side_factor']:g}x the input side"
+                )
+                + f"; this tunewise reduces them to {factor:g}x (tunewise.data.image_cache). "
+                "Use another --out (nothing was overwritten)"
+            )
+        results["image_decode_side_factor"] = factor
     names = ([TFIDF] if baseline else []) + list(recipes)
     results.update(
         {

@@ -322,6 +322,9 @@ def execute(job: dict, results) -> None:
         hf_logging.disable_progress_bar()  # a fresh process: the CLI's setting is not inherited
         record = run_tfidf(job) if job["recipe_name"] == TFIDF else run_neural(job)
         record["peak_memory_mb"] = peak_memory_mb()
+        cache = sys.modules.get("tunewise.data.image_cache")
+        if cache is not None and cache._shared is not None:  # decoded images are part of that peak
+            record["image_cache_mb"] = cache._shared.stats()["bytes"] / 2**20
         results.put((True, record))
     except KeyboardInterrupt:
         results.put((False, "interrupted"))

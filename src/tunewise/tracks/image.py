@@ -28,7 +28,8 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tunewise.data.image_cache import ImageCache, decode, shared_cache, working_side
+from tunewise.data import image_cache
+from tunewise.data.image_cache import ImageCache, shared_cache, shrink, working_side
 from tunewise.data.images import MAX_PIXELS as MAX_IMAGE_PIXELS
 from tunewise.data.images import prepare_images
 from tunewise.data.loading import DataError, Example
@@ -44,12 +45,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ImageInputs:
-    """How an image becomes the network's input: the side of the square and the
-    normalisation the (pretrained) network expects."""
+    """How an image becomes the network's input: the shorter side it is first reduced to
+    (``decode_side``, see ``tunewise.data.image_cache``; ``None`` in models saved before
+    that step, which read images whole), the side of the square, and the normalisation the
+    (pretrained) network expects."""
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    decode_side: int | None = None
 
     def transform(self, strength: str = "none"):
         from tunewise.data.image_augment import image_transform
@@ -57,7 +61,12 @@ class ImageInputs:
         return image_transform(strength, self.size, self.mean, self.std)
 
     def to_dict(self) -> dict:
-        return {"image_size": self.size, "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "image_size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "decode_side": self.decode_side,
+        }
 
 
 def inputs_for(spec: ModelSpec) -> ImageInputs:
@@ -71,16 +80,17 @@ def inputs_for(spec: ModelSpec) -> ImageInputs:
     from tunewise.models.vision import architecture
 
     arch = architecture(spec.architecture)
-    return ImageInputs(spec.image_size or arch.image_size, arch.mean, arch.std)
+    size = spec.image_size or arch.image_size
+    return ImageInputs(size, arch.mean, arch.std, working_side(size))
 
 
 class ImageDataset(Dataset):
     """``(index, image tensor, label_id)``; each image decoded and transformed on access,
     the random draws of its augmentation seeded by (seed, epoch, index).
 
-    With a ``cache`` (training's loaders), each image is decoded once, reduced so its shorter
-    side is ``side``, and kept in memory for the epochs and candidates that follow
-    (``tunewise.data.image_cache``); without one it is decoded from disk every time.
+    Each image is reduced so its shorter side is ``side`` before the transform
+    (``tunewise.data.image_cache``). With a ``cache`` (training's loaders) it is decoded once
+    and kept for the epochs and candidates that follow; without one, decoded every time.
     """
 
     def __init__(
@@ -105,7 +115,8 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor, int]:
-        rgb = self.cache.get(self.paths[i], self.side) if self.cache is not None else decode(self.paths[i])
+        path, side = self.paths[i], self.side
+        rgb = self.cache.get(path, side) if self.cache is not None else image_cache.decode(path, side)
         # fork_rng: the augmentation's draws come from their own seed and leave the global
         # generator (dropout, shuffling) exactly where it was
         with torch.random.fork_rng(devices=[]):
@@ -187,7 +198,7 @@ class ImageTrack:
         inputs: ImageInputs = built.inputs
         # every epoch of every candidate reads the same images: decode each once, at the
         # resolution the network needs, and keep it (bounded; tunewise.data.image_cache)
-        cached = {"cache": shared_cache(), "side": working_side(inputs.size)}
+        cached = {"cache": shared_cache(), "side": inputs.decode_side}
         train_set = ImageDataset(
             [e.text for e in train],
             [index[e.label] for e in train],
@@ -278,7 +289,13 @@ def image_model_config(directory: str | Path) -> tuple[dict, ImageInputs, list[s
         )
     try:
         labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
-        inputs = ImageInputs(int(config["image_size"]), tuple(config["mean"]), tuple(config["std"]))
+        side = config.get("decode_side")
+        inputs = ImageInputs(
+            int(config["image_size"]),
+            tuple(config["mean"]),
+            tuple(config["std"]),
+            None if side is None else int(side),
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(
             f"{directory / CONFIG_FILE}: incomplete image model config ({type(e).__name__}: {e})"
@@ -320,7 +337,7 @@ def load_image_model(directory: str | Path) -> tuple[nn.Module, ImageInputs, lis
 @torch.no_grad()
 def image_logits(model: nn.Module, inputs: ImageInputs, paths: list[str], batch_size: int = 64) -> np.ndarray:
     """Raw logits ``(n, labels)`` of ``model`` for the images at ``paths``, evaluated as dev was."""
-    dataset = ImageDataset(paths, None, inputs.transform())
+    dataset = ImageDataset(paths, None, inputs.transform(), side=inputs.decode_side)
     rows = []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_images):
         rows.append(model(batch["x"]).float().numpy())
@@ -438,7 +455,7 @@ class ImagePredictor:
             for source in images[start : start + self.batch_size]:
                 image, name = open_image(source)
                 info.append((name, image.width, image.height))
-                batch.append(self.transform(image))
+                batch.append(self.transform(shrink(image, self.inputs.decode_side)))
             pixels = torch.stack(batch)
             if self.model is None:
                 rows.append(self.onnx.session.run(["logits"], {"x": pixels.numpy()})[0])
