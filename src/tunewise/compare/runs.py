@@ -317,17 +317,12 @@ def run_comparison(opts: CompareOptions, console: Console | None = None) -> dict
     if track.name == "image":
         # what every image is reduced to before its transform (tunewise.data.image_cache):
         # runs made under another reduction are not mixed into one table
-        factor = round(SIDE_FACTOR, 6)
-        if results["runs"] and results.get("image_decode_side_factor") != factor:
+        factor, before = round(SIDE_FACTOR, 6), results.get("image_decode_side_factor")
+        if results["runs"] and before != factor:
+            read = "whole" if before is None else f"reduced to {before:g}x the input side"
             raise CompareError(
-                f"{out} holds image runs that read images "
-                + (
-                    "whole"
-                    if results.get("image_decode_side_factor") is None
-                    else f"reduced to {results['image_decode_side_factor']:g}x the input side"
-                )
-                + f"; this tunewise reduces them to {factor:g}x (tunewise.data.image_cache). "
-                "Use another --out (nothing was overwritten)"
+                f"{out} holds image runs that read images {read}; this tunewise reduces them to "
+                f"{factor:g}x (tunewise.data.image_cache). Use another --out (nothing was overwritten)"
             )
         results["image_decode_side_factor"] = factor
     names = ([TFIDF] if baseline else []) + list(recipes)

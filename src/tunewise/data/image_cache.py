@@ -1,8 +1,8 @@
 """Decoded images kept in memory, reduced once to the size the network needs.
 
 Training reads every image once per epoch, and a tuned run trains three candidates for up to
-hundreds of epochs: decoding a 500x375 JPEG (or a 2592x1944 one) each time costs far more
-than the crop, flip and small CNN that follow. So every image an image model sees — in
+hundreds of epochs; decoding each JPEG every time made the input pipeline about 3x slower than
+serving it from memory (bench/image_cache.py, BENCHMARKS.md). Every image an image model sees — in
 training, on dev, on the test split, in ``predict`` and in the service — is first decoded to
 RGB and reduced (antialiased) until its shorter side is ``working_side(size)``, 5/3 of the
 network's input side; images already that small are kept as they are. 5/3 is enough that
@@ -70,8 +70,8 @@ def decode(path: str | Path, side: int | None = None):
     """The image at ``path`` as RGB, reduced to ``side`` (``None``: as it is).
 
     Example:
-        >>> decode("bee.jpg", 374).size  # doctest: +SKIP
-        (498, 374)
+        >>> decode("bee.jpg", 374).size  # a 500x375 photo  # doctest: +SKIP
+        (499, 374)
     """
     from PIL import Image
 
@@ -88,8 +88,8 @@ class ImageCache:
 
     Example:
         >>> cache = ImageCache()
-        >>> cache.get("bee.jpg", 374).size  # doctest: +SKIP
-        (498, 374)
+        >>> cache.get("bee.jpg", 374).size  # a 500x375 photo  # doctest: +SKIP
+        (499, 374)
         >>> cache.stats()["misses"]  # doctest: +SKIP
         1
     """
