@@ -49,8 +49,8 @@ class TestSet:
         """``NAME=PATH`` (or a bare ``PATH``, named after the file).
 
         Example:
-            >>> TestSet.parse("spam=../shared/data/sms_spam_sample").name
-            'spam'
+            >>> TestSet.parse("acceptance=examples/acceptance_sms.csv").name
+            'acceptance'
         """
         name, sep, path = spec.partition("=")
         if not sep:
