@@ -314,7 +314,11 @@ def init_only_pair(results: dict) -> tuple[str, str] | None:
         return (spec.get("model") or {}).get("architecture")
 
     pretrained = [
-        n for n in names if init_of(results, n) == "pretrained" and not specs[n].get("domain_adaptation")
+        n
+        for n in names
+        if init_of(results, n) == "pretrained"
+        and not specs[n].get("domain_adaptation")
+        and not (specs[n].get("model") or {}).get("lora")  # adapters: a strategy, not the init
     ]
     random = [n for n in names if init_of(results, n) == "random"]
     for p in pretrained:

@@ -165,6 +165,11 @@ def build_model(
             model.resize_token_embeddings(len(tokenizer))
         notes.append(f"added {added} typed tokens ([URL], [PHONE], …) to the vocabulary")
     apply_head(model, spec.head, len(labels))
+    if spec.lora is not None:
+        from tunewise.models.lora import add_lora
+
+        new_rows = list(range(len(tokenizer) - added, len(tokenizer)))
+        notes.append(add_lora(model, spec.lora, new_rows))
     return BuiltModel(model, tokenizer, source, notes)
 
 

@@ -57,6 +57,27 @@ class TextCNNSpec(_Strict):
     vocab_size: Annotated[int, Field(gt=10)] = 8000
 
 
+class LoraSpec(_Strict):
+    """LoRA (Hu et al. 2021, the ``peft`` library): the pretrained weights stay frozen and each
+    ``target_modules`` linear layer learns a low-rank update ``B @ A`` (rank ``r``, scaled by
+    ``alpha / r``) beside the trainable head. The saved model directory holds the adapters
+    (``adapter/``, loadable with ``peft.PeftModel.from_pretrained``) and, for prediction, export
+    and serving, the plain model with them merged in.
+
+    ``target_modules`` are module-name suffixes, as peft takes them (BERT's attention:
+    ``query``, ``key``, ``value``; ``attention.output.dense`` and ``output.dense`` its
+    projections). ``train_new_tokens``: the typed tokens tunewise adds to a vocabulary
+    ([URL], [PHONE], …) start random; train their embedding rows (peft's trainable tokens)
+    rather than leave them frozen at random values.
+    """
+
+    r: Annotated[int, Field(ge=1, le=1024)] = 8
+    alpha: Annotated[float, Field(gt=0)] = 16.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    target_modules: Annotated[list[str], Field(min_length=1)] = ["query", "value"]
+    train_new_tokens: bool = True
+
+
 class ModelSpec(_Strict):
     """The network. Text: ``auto`` (the pretrained checkpoint's own architecture) or
     ``textcnn``. Images (``tunewise.models.vision``): ``customcnn`` (the note's, from
@@ -72,12 +93,23 @@ class ModelSpec(_Strict):
     # images: the side of the square the network sees (None: the architecture's own, 224;
     # 32 for customcnn)
     image_size: Annotated[int, Field(ge=16, le=1024)] | None = _added_field(None)
+    # LoRA adapters instead of training the pretrained weights (text, init: pretrained)
+    lora: LoraSpec | None = _added_field(None)
 
     @model_validator(mode="after")
     def _customcnn_halves_three_times(self) -> ModelSpec:
         if self.architecture == "customcnn" and self.image_size is not None and self.image_size % 8:
             raise ValueError(
                 f"customcnn pools 2x2 three times: image_size must be a multiple of 8, got {self.image_size}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lora_adapts_pretrained_encoders(self) -> ModelSpec:
+        if self.lora is not None and (self.init != "pretrained" or self.architecture != "auto"):
+            raise ValueError(
+                "lora adapts a pretrained encoder: it needs init: pretrained and architecture: auto "
+                f"(got init: {self.init}, architecture: {self.architecture})"
             )
         return self
 

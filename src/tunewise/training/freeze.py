@@ -2,7 +2,8 @@
 
 The policy (what to freeze when) lives in recipes; this module only knows how. Module
 patterns are globs over module names; ``head``, ``backbone`` and ``last_block`` (the top
-block of an image network: ResNet's ``layer4``) are aliases, ``all`` matches everything.
+block of an image network: ResNet's ``layer4``) and ``adapters`` (the LoRA weights of a
+``model.lora`` recipe, ``tunewise.models.lora``) are aliases, ``all`` matches everything.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def expand_patterns(model: nn.Module, patterns: list[str] | str) -> list[str]:
         elif p == "head":
             # modules the checkpoint did not provide (e.g. a pooler) are new, like the head
             out.extend(head_module_names(model) + list(getattr(model, "tunewise_new_modules", [])))
+        elif p == "adapters":
+            from tunewise.models.lora import adapter_patterns, has_lora
+
+            if not has_lora(model):
+                raise FreezeError("'adapters' names LoRA weights; this model has none (add model.lora)")
+            out.extend(adapter_patterns(model))
         elif p == "last_block":
             blocks = getattr(model, "tunewise_last_block", None)
             if not blocks:

@@ -275,6 +275,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         "accuracy": best.get("dev_accuracy"),
         "loss": best.get("dev_loss"),
     }
+    adapted = _save_lora(built.model, out)
     save_weights(built.model, out, built.config)
     write_meta(
         out,
@@ -298,6 +299,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
             "trainable_params": result.trainable_params,
             "total_params": result.total_params,
             "stages": result.stages,
+            **({"lora": recipe.model.lora.model_dump(), "adapter": adapted} if adapted else {}),
         },
     )
     write_json_atomic(out / HISTORY_FILE, result.history)
@@ -320,6 +322,21 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         f"{result.best_epoch} · {result.wall_time_s:.0f}s · model saved to {out}"
     )
     return TrainOutcome(out, result, data, dev_metrics, calibration)
+
+
+def _save_lora(model, out: Path) -> str | None:
+    """A LoRA run: write its adapters (peft format) to ``out/adapter``, then merge them into the
+    model, which is saved as a plain one for prediction, export and serving. Returns the
+    adapter folder's name, or None for a run without adapters."""
+    from tunewise.models.lora import ADAPTER_DIR, has_lora, merge_lora, save_adapter
+    from tunewise.training.freeze import expand_patterns
+
+    if not has_lora(model):
+        return None
+    base = getattr(model, "name_or_path", None) or ""
+    save_adapter(model, out / ADAPTER_DIR, base, expand_patterns(model, "head"))
+    merge_lora(model)
+    return ADAPTER_DIR
 
 
 def _ids(data: PreparedData, examples) -> list[int]:

@@ -79,8 +79,10 @@ class ClassificationTask:
             gold = batch.pop("labels")
             batch.pop("index", None)
             logits = logits_of(model(**batch))
-            losses.append(self.loss_fn(logits.float(), gold).item() * len(gold))
+            # the loss of the gathered batch, not of this process's share: a local sum over
+            # the global count would understate dev loss N-fold with N processes
             logits, gold = accelerator.gather_for_metrics((logits, gold))
+            losses.append(self.loss_fn(logits.float(), gold).item() * len(gold))
             preds.extend(logits.argmax(-1).tolist())
             golds.extend(gold.tolist())
         metrics = classification_metrics(golds, preds, self.labels)
