@@ -110,9 +110,13 @@ def test_peft_loads_the_saved_adapters_and_they_match_the_merged_model(lora_run,
     assert torch.allclose(_logits(merged_again, tokenizer, PROBE), expected, atol=1e-5)
 
 
-def test_new_token_rows_are_trained_saved_and_restored(tmp_path):
-    """An encoder whose vocabulary lacks the typed tokens: their rows are new, trained with
-    the adapters (peft's trainable tokens) and restored exactly when the adapters load."""
+@pytest.mark.parametrize("train_new_tokens", [True, False])
+def test_new_token_rows_and_a_new_pooler_go_with_the_adapters(tmp_path, train_new_tokens):
+    """An encoder whose vocabulary lacks the typed tokens and which has no pretrained pooler:
+    the new rows are carried by the adapters (peft's trainable tokens; trained only with
+    ``train_new_tokens``), the pooler trains in full beside the head even when a target
+    suffix (``dense``) names it, and the saved adapters rebuild the merged model exactly."""
+    from torch import nn
     from transformers import BertConfig, BertModel, BertTokenizer
 
     chars = sorted({c for t, _ in make_messages(40) for c in t})
@@ -132,38 +136,47 @@ def test_new_token_rows_are_trained_saved_and_restored(tmp_path):
         max_position_embeddings=128,
     )
     torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(encoder))
+    base = BertModel(config, add_pooling_layer=False)  # masked-LM-only checkpoints have none
+    base.save_pretrained(str(encoder))
+    targets = ["query", "value", "dense"]
+    recipe = _lora_recipe(2)
+    lora = recipe.model.lora.model_copy(
+        update={"target_modules": targets, "train_new_tokens": train_new_tokens}
+    )
+    recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"lora": lora})})
     data = write_csv(tmp_path / "sms.csv", make_messages(30))
     out = tmp_path / "run"
-    outcome = train_model(
+    train_model(
         TrainOptions(
-            data=data,
-            recipe=_lora_recipe(2),
-            out=out,
-            pretrained=str(encoder),
-            show_progress=False,
-            log_with=None,
+            data=data, recipe=recipe, out=out, pretrained=str(encoder), show_progress=False, log_with=None
         )
     )
-    added = len(load_trained(out).tokenizer) - len(tokenizer)
+    plain = load_trained(out)
+    added = len(plain.tokenizer) - len(tokenizer)
     assert added > 0
     meta = read_meta(out)
-    lora_params = 2 * (8 * 32 + 32 * 8)
+    adapted = [
+        m
+        for n, m in base.named_modules()
+        if isinstance(m, nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)
+    ]
+    lora_params = sum(8 * (m.in_features + m.out_features) for m in adapted)
     head = 32 * len(meta["labels"]) + len(meta["labels"])
-    pooler = 32 * 32 + 32  # BertModel saves a pooler; it is pretrained here, so frozen
-    assert meta["trainable_params"] == lora_params + head + added * 32
-    assert outcome.fit.total_params > pooler
+    pooler = 32 * 32 + 32  # new, so it trains in full with the head
+    rows = added * 32 if train_new_tokens else 0
+    assert meta["trainable_params"] == lora_params + head + pooler + rows
     saved = load_file(str(out / ADAPTER_DIR / "adapter_model.safetensors"))
-    assert any(k.endswith("trainable_tokens_delta") for k in saved)
+    assert any(k.endswith("trainable_tokens_delta") for k in saved)  # carried either way
+    assert not any("pooler" in k and "lora" in k for k in saved)
+    assert "base_model.model.bert.pooler.dense.weight" in saved
 
-    plain = load_trained(out)
     texts = ["点击[URL]领取[MONEY]", *PROBE]
     expected = _logits(plain.model, plain.tokenizer, texts)
     restored = load_adapter(out)
     assert torch.allclose(_logits(restored, plain.tokenizer, texts), expected, atol=1e-5)
 
 
-def test_a_lora_run_predicts_exports_and_resumes_like_any_run(lora_run, tmp_path):
+def test_a_lora_run_predicts_and_exports_like_any_run(lora_run, tmp_path):
     from tunewise.export import FP32_TOLERANCE, export_onnx
     from tunewise.inference import Predictor
 
@@ -185,6 +198,23 @@ def test_lora_errors_say_what_and_where(tiny_bert_dir):
     bad = spec.model_copy(update={"lora": spec.lora.model_copy(update={"target_modules": ["q_proj"]})})
     with pytest.raises(ModelError, match=r"match no linear layer.*'query'"):
         build_model(bad, ["a", "b"], pretrained=str(tiny_bert_dir))
+    for stages, message in (
+        ([{"name": "s", "epochs": 1, "trainable": "all"}], "trains the adapters and the head only"),
+        ([{"name": "s", "epochs": 1, "trainable": ["head", "adapters"], "freeze_to": -2}], "head only"),
+        ([{"name": "s", "epochs": 1, "trainable": "head"}], "no stage trains the adapters"),
+    ):
+        with pytest.raises(RecipeError, match=message):
+            parse_recipe(
+                {"name": "x", "model": {"lora": {}}, "freeze": {"modules": ["backbone"]}, "stages": stages}
+            )
+    with pytest.raises(RecipeError, match="keeps the pretrained weights frozen"):
+        parse_recipe(
+            {
+                "name": "x",
+                "model": {"lora": {}},
+                "stages": [{"name": "s", "epochs": 1, "trainable": ["head", "adapters"]}],
+            }
+        )
     plain = build_model(load_recipe("finetune").model, ["a", "b"], pretrained=str(tiny_bert_dir))
     with pytest.raises(FreezeError, match="'adapters' names LoRA weights"):
         unfreeze(plain.model, ["adapters"])

@@ -60,11 +60,16 @@ def add_lora(model: nn.Module, spec: LoraSpec, new_token_ids: list[int]) -> str:
         r=spec.r,
         lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
-        target_modules=list(spec.target_modules),
-        trainable_token_indices=_token_rows(model, new_token_ids) if spec.train_new_tokens else None,
+        # full names, not the suffixes: a suffix such as ``dense`` would also reach the head
+        # or a new pooler, which train in full (peft cannot load LoRA inside those)
+        target_modules=targets,
+        # new rows are random: always carried by the adapters (so the saved adapters rebuild
+        # the model exactly), trained only with ``train_new_tokens``
+        trainable_token_indices=_token_rows(model, new_token_ids),
     )
     inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
     model.tunewise_lora_config = config  # what save_adapter writes beside the weights
+    model.tunewise_lora_trains_tokens = spec.train_new_tokens
     count = sum(p.numel() for n, p in model.named_parameters() if _is_adapter(n))
     tokens = f" and {len(new_token_ids)} new token rows" if new_token_ids and spec.train_new_tokens else ""
     return (
@@ -75,10 +80,11 @@ def add_lora(model: nn.Module, spec: LoraSpec, new_token_ids: list[int]) -> str:
 
 def _matching_linears(model: nn.Module, targets: list[str]) -> list[str]:
     """Linear layers whose name is, or ends in ``.`` +, a target (peft's suffix rule); the
-    head is never a target (it trains in full)."""
+    head and modules the checkpoint lacked (a new pooler) are never targets: they train in
+    full."""
     from tunewise.models.heads import head_module_names
 
-    heads = tuple(head_module_names(model))
+    heads = tuple(head_module_names(model) + list(getattr(model, "tunewise_new_modules", [])))
     return [
         name
         for name, module in model.named_modules()
@@ -102,9 +108,13 @@ def _is_adapter(name: str) -> bool:
 
 def adapter_patterns(model: nn.Module) -> list[str]:
     """The ``adapters`` freeze alias: the globs of ``ADAPTER_PATTERNS`` that name parameters of
-    ``model`` (no trainable-token rows when no token was added)."""
+    ``model`` (no trainable-token rows when no token was added, or with ``train_new_tokens:
+    false``: the rows are then carried by the adapters but stay frozen)."""
     names = [n for n, _ in model.named_parameters()]
-    return [p for p in ADAPTER_PATTERNS if any(n.endswith(p[1:]) or (p[1:] + ".") in n for n in names)]
+    patterns = ADAPTER_PATTERNS
+    if not getattr(model, "tunewise_lora_trains_tokens", True):
+        patterns = [p for p in patterns if "trainable_tokens" not in p]
+    return [p for p in patterns if any(n.endswith(p[1:]) or (p[1:] + ".") in n for n in names)]
 
 
 def has_lora(model: nn.Module) -> bool:
@@ -173,7 +183,12 @@ def merge_lora(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
         done.append(name)
-    for attr in ("tunewise_lora_config", "peft_config", "_hf_peft_config_loaded"):
+    for attr in (
+        "tunewise_lora_config",
+        "tunewise_lora_trains_tokens",
+        "peft_config",
+        "_hf_peft_config_loaded",
+    ):
         if attr in vars(model):
             delattr(model, attr)
     return model

@@ -304,6 +304,33 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _lora_trains_adapters_and_head_only(self) -> Recipe:
+        # the saved adapters (peft's format) hold the LoRA weights and the head: a recipe that
+        # trained any other pretrained weight would save adapters that rebuild another model
+        if self.model.lora is None:
+            return self
+        allowed = {"head", "adapters"}
+        if not {"backbone", "all"} & set(self.freeze.modules):
+            raise ValueError(
+                "a model.lora recipe keeps the pretrained weights frozen: set freeze: {modules: [backbone]}"
+            )
+        trains_adapters = False
+        for s in self.resolved_stages():
+            trainable = [s.trainable] if isinstance(s.trainable, str) else s.trainable
+            if trainable is None or s.freeze_to is not None or not set(trainable + s.unfreeze) <= allowed:
+                raise ValueError(
+                    f"stage {s.name!r}: with model.lora a stage trains the adapters and the head only "
+                    "(trainable: [head, adapters]), so that the saved adapters hold everything that "
+                    "trained; for full fine-tuning leave model.lora out"
+                )
+            trains_adapters = trains_adapters or "adapters" in trainable + s.unfreeze
+        if not trains_adapters:
+            raise ValueError(
+                "model.lora is set but no stage trains the adapters (trainable: [head, adapters])"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _stages_cover_epochs(self) -> Recipe:
         if self.stages:
             total = sum(s.epochs for s in self.stages)
