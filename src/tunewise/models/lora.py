@@ -103,7 +103,9 @@ def _token_rows(model: nn.Module, ids: list[int]) -> dict[str, list[int]] | None
 
 
 def _is_adapter(name: str) -> bool:
-    return ".lora_A." in name or ".lora_B." in name or ".trainable_tokens_delta" in name
+    from tunewise.training.freeze import matches_module
+
+    return any(matches_module(name, p) for p in ADAPTER_PATTERNS)
 
 
 def adapter_patterns(model: nn.Module) -> list[str]:
@@ -114,7 +116,9 @@ def adapter_patterns(model: nn.Module) -> list[str]:
     patterns = ADAPTER_PATTERNS
     if not getattr(model, "tunewise_lora_trains_tokens", True):
         patterns = [p for p in patterns if "trainable_tokens" not in p]
-    return [p for p in patterns if any(n.endswith(p[1:]) or (p[1:] + ".") in n for n in names)]
+    from tunewise.training.freeze import matches_module
+
+    return [p for p in patterns if any(matches_module(n, p) for n in names)]
 
 
 def has_lora(model: nn.Module) -> bool:

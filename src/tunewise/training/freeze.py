@@ -19,7 +19,14 @@ from tunewise.models.heads import head_module_names
 _BLOCK_PATHS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers", "layer")
 
 
-def _matches(param_name: str, pattern: str) -> bool:
+def matches_module(param_name: str, pattern: str) -> bool:
+    """Whether a parameter lies in a module the glob ``pattern`` names (the module itself or
+    anything under it).
+
+    Example:
+        >>> matches_module("bert.encoder.layer.0.attention.self.query.lora_A.default.weight", "*.lora_A")
+        True
+    """
     return fnmatch.fnmatchcase(param_name, pattern) or fnmatch.fnmatchcase(param_name, pattern + ".*")
 
 
@@ -74,7 +81,7 @@ def set_trainable(model: nn.Module, patterns: list[str] | str, trainable: bool) 
     expanded = expand_patterns(model, patterns)
     matched = 0
     for pattern in expanded:
-        hits = [p for name, p in model.named_parameters() if _matches(name, pattern)]
+        hits = [p for name, p in model.named_parameters() if matches_module(name, pattern)]
         if not hits:
             top = [n for n, m in model.named_children() if _has_params(m)]
             raise FreezeError(

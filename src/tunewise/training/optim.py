@@ -13,7 +13,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from tunewise.errors import FreezeError
 from tunewise.recipes.schema import Recipe, StageSpec
-from tunewise.training.freeze import _matches, expand_patterns, layer_groups
+from tunewise.training.freeze import expand_patterns, layer_groups, matches_module
 
 # Biases and normalisation weights are not decayed (standard for transformers).
 _NO_DECAY = re.compile(r"(bias|LayerNorm\.weight|layer_norm\.weight|norm\.weight)$")
@@ -63,7 +63,7 @@ def build_param_groups(model: nn.Module, recipe: Recipe, stage: StageSpec) -> li
         wd = 0.0 if _NO_DECAY.search(name) else recipe.optimizer.weight_decay
         label, lr = "base", base_lr
         for patterns, spec in explicit:
-            if any(_matches(name, p) for p in patterns):
+            if any(matches_module(name, p) for p in patterns):
                 label = ",".join(spec.modules)
                 lr = spec.lr if spec.lr is not None else base_lr * (spec.lr_scale or 1.0)
                 if spec.weight_decay is not None and wd > 0:
@@ -71,7 +71,7 @@ def build_param_groups(model: nn.Module, recipe: Recipe, stage: StageSpec) -> li
                 break
         else:
             if depth_of:
-                owner = next((m for m in depth_of if _matches(name, m)), None)
+                owner = next((m for m in depth_of if matches_module(name, m)), None)
                 depth = depth_of[owner] if owner is not None else 0
                 label = owner or "other"
                 lr = base_lr * recipe.layerwise_lr_decay**depth
