@@ -10,6 +10,7 @@ import csv
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -117,26 +118,40 @@ def sms_csv(tmp_path: Path) -> Path:
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT with random weights saved like a hub checkpoint (config, safetensors,
     vocab), so tests exercise the real ``from_pretrained`` path without a download."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def save_tiny_bert(directory: Path, **config) -> Path:
+    """``tiny_bert_dir``'s encoder saved to ``directory``; ``config`` overrides BertConfig
+    fields (e.g. dropout 0 for runs that must agree to rounding)."""
     from transformers import BertConfig, BertModel
 
     from tunewise.data.normalize import SmsNormalizer
     from tunewise.models.tokenization import train_bert_vocab
 
-    directory = tmp_path_factory.mktemp("tiny-bert")
     normalize = SmsNormalizer()
     texts = [normalize(t) for t, _ in make_messages(80, seed=1)]
     tokenizer = train_bert_vocab(texts, vocab_size=600, min_frequency=1)
-    config = BertConfig(
+    bert_config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        **config,
     )
-    BertModel(config).save_pretrained(str(directory))
+    BertModel(bert_config).save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """``accelerate launch`` for ``processes`` CPU processes (gloo) on this machine, on a free
+    port; on a machine without a GPU Accelerate needs ``--multi_gpu`` to start more than one."""
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu"]
+    launch += ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no"]
+    return [*launch, "--dynamo_backend", "no", "--main_process_port", str(free_port())]
 
 
 @pytest.fixture(scope="session")

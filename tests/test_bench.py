@@ -63,7 +63,17 @@ def test_learning_curve_bench_runs_compare(tmp_path: Path, tiny_bert_dir: Path) 
     out = tmp_path / "curve"
     done = run_bench(
         "learning_curve.py",
-        *["--data", str(data), "--recipes", "scratch", "finetune-small", "--fractions", "1.0"],
+        *[
+            "--data",
+            str(data),
+            "--recipes",
+            "scratch",
+            "finetune-small",
+            "--fractions",
+            "1.0",
+            "--tune",
+            "off",
+        ],
         *["--seeds", "1", "--max-length", "32", "--pretrained", str(tiny_bert_dir), "--out", str(out)],
     )
     results = json.loads((out / "results.json").read_text())
@@ -189,3 +199,20 @@ def test_learning_curve_bench_compares_image_recipes(tmp_path: Path) -> None:
         "| image-finetune |" in done.stdout
         and "image-size image-finetune=32" in (out / "report.md").read_text()
     )
+
+
+def test_train_throughput_bench_runs_both_loops_on_the_same_data(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = write_csv(tmp_path / "sms.csv", make_messages(60))
+    out = tmp_path / "throughput"
+    args = ["--data", str(data), "--encoder", str(tiny_bert_dir), "--models", "bundled"]
+    args += ["--train", "64", "--dev", "12", "--epochs", "2", "--batch-size", "8", "--max-length", "32"]
+    done = run_bench("train_throughput.py", *args, "--out", str(out))
+    report = json.loads((out / "results.json").read_text())
+    block = report["models"]["bundled"]
+    assert set(block["arms"]) == {"tunewise", "trainer", "trainer-grouped"}
+    for arm in block["arms"].values():
+        assert arm["samples_per_s"] > 0 and arm["peak_rss_mb"] > 0 and 0 <= arm["dev_macro_f1"] <= 1
+        assert 0 <= arm["padding_share"] < 1
+    # the same examples for every arm; the table prints ratios against Trainer
+    assert block["train"] == 64 and "| bundled | trainer | " in done.stdout and "1.00x" in done.stdout
+    assert "tunewise profile:" in done.stdout

@@ -268,3 +268,33 @@ def test_prediction_feeds_the_network_as_evaluation_does(image_model, tmp_path: 
     np.testing.assert_allclose(as_files, expected, atol=1e-5)
     np.testing.assert_allclose(as_bytes, expected, atol=1e-5)
     assert info[0][1:] == Image.open(paths[0]).size  # the size reported is the image's own
+
+
+def test_predict_under_two_processes_writes_the_same_file(image_model, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import accelerate_launch
+
+    data, model = image_model
+    outputs = {}
+    for n in (1, 2):
+        out = tmp_path / f"p{n}" / "predictions.csv"
+        args = [
+            "-m",
+            "tunewise",
+            "predict",
+            "--model",
+            str(model),
+            "--input",
+            str(data),
+            "--output",
+            str(out),
+        ]
+        command = [sys.executable, *args] if n == 1 else [*accelerate_launch(2), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stderr.count("wrote ") == 1  # the main process reports, once
+        outputs[n] = out.read_bytes()
+        assert [p.name for p in out.parent.iterdir()] == ["predictions.csv"]  # no shard left behind
+    assert outputs[1] == outputs[2] and outputs[1].count(b"\n") > 20

@@ -86,6 +86,7 @@ def test_sparse_mlm_output_equals_the_full_one(tokenizer) -> None:
     mlm = BertForMaskedLM(config).eval()
     seqs = pack_documents(DOCS, tokenizer, max_length=32)
     batch = MaskingCollator(tokenizer, seed=3)([(i, s) for i, s in enumerate(seqs[:4])])
+    assert batch.pop("index").tolist() == [0, 1, 2, 3]  # which examples (the loop's shard log)
     sparse = MaskedLMModel(mlm)(**batch)
     full = mlm(**batch)
     n_masked = int((batch["labels"] != -100).sum())

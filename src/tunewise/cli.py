@@ -200,6 +200,10 @@ def train(
             "continue with the same command plus --resume",
             130,
         )
+    from tunewise.training.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under `accelerate launch` the main process reports
     dev = outcome.dev_metrics
     out.print(
         json.dumps(
@@ -354,9 +358,13 @@ def predict(
     normal_label: str | None = _normal_label_option(),
 ) -> None:
     """Classify one text (--text) or a file (--input … --output …); an image model classifies
-    one image (--image) or a folder or list of them (--input … --output …)."""
+    one image (--image) or a folder or list of them (--input … --output …).
+
+    Under `accelerate launch` (or torchrun) the work is shared among the processes, and the
+    main process writes one output in input order."""
     from tunewise.data.loading import Problem, stream_data
     from tunewise.inference import Predictor
+    from tunewise.training.distributed import is_main_process, local_device, world_size
 
     if _is_image_model(model):
         if text is not None:
@@ -383,11 +391,16 @@ def predict(
             quantized=quantized,
             threshold=threshold,
             normal_label=normal_label,
+            device=local_device(),
+            # under a launcher each process scores its share of the batches; all get every result
+            distributed=world_size() > 1,
         )
         if text is not None:
             if not text.strip():
                 _fail("--text is empty")
             result = predictor.predict([text])[0]
+            if not is_main_process():
+                return
             out.print(json.dumps(result.to_dict(), ensure_ascii=False))
             return
         # streamed: a file of any size is scored in constant memory, written as it goes
@@ -398,7 +411,7 @@ def predict(
             for item in stream_data(input_file, text_column=text_column, require_labels=False):
                 if isinstance(item, Problem):
                     problems += 1
-                    if problems <= 10:
+                    if problems <= 10 and is_main_process():
                         err.print(f"[yellow]skipped[/] {item}")
                     continue
                 yield item.text
@@ -407,9 +420,14 @@ def predict(
             TextColumn("predicting"), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
         ) as progress:
             task = progress.add_task("predict", total=None)
+            results = predictor.predict_stream(texts())
+            if not is_main_process():
+                for _ in results:  # take part in scoring every batch; the main process writes
+                    pass
+                return
             written, windowed = _write_predictions(
                 output_file,  # type: ignore[arg-type]
-                predictor.predict_stream(texts()),
+                results,
                 predictor.labels,
                 on_row=lambda: progress.advance(task),
                 score=predictor.normal_label is not None,
@@ -444,9 +462,13 @@ def _predict_images(
     batch_size: int,
     path_column: str | None,
 ) -> None:
-    """``predict`` for an image model: one image to stdout, or many to a CSV/JSONL file."""
+    """``predict`` for an image model: one image to stdout, or many to a CSV/JSONL file (shared
+    among the processes under a launcher, like texts)."""
     from tunewise.data.images import image_files
     from tunewise.tracks.image import ImagePredictor
+    from tunewise.training.distributed import is_main_process, local_device
+
+    main = is_main_process()
 
     if (image is None) == (input_file is None):
         _fail("give exactly one of --image FILE or --input FOLDER (or a CSV/JSONL list of paths)")
@@ -455,12 +477,14 @@ def _predict_images(
     if output_file is not None and output_file.suffix.lower() not in (".csv", ".jsonl"):
         _fail(f"--output must end in .csv or .jsonl, got {output_file.name!r}")
     try:
-        predictor = ImagePredictor(model, batch_size=batch_size)
+        predictor = ImagePredictor(model, batch_size=batch_size, device=local_device())
         if image is not None:
-            out.print(json.dumps(predictor.predict([image])[0].to_dict(), ensure_ascii=False))
+            result = predictor.predict([image])[0]
+            if main:
+                out.print(json.dumps(result.to_dict(), ensure_ascii=False))
             return
         files, problems = image_files(input_file, path_column=path_column)  # type: ignore[arg-type]
-        for problem in problems[:10]:
+        for problem in problems[:10] if main else []:
             err.print(f"[yellow]skipped[/] {problem}")
         if not files:
             _fail(
@@ -469,13 +493,35 @@ def _predict_images(
         written = _write_image_predictions(output_file, predictor, files)  # type: ignore[arg-type]
     except USER_ERRORS as e:
         _fail(str(e))
+    if written is None:
+        return  # another process's share, written by the main process
     err.print(
         f"wrote {written:,} predictions to {output_file}" + (f"; {len(problems)} skipped" if problems else "")
     )
 
 
-def _write_image_predictions(path: Path, predictor, files: list[Path], chunk: int = 256) -> int:
-    """Predictions for ``files`` into ``path.part``, renamed to ``path`` when complete."""
+def _write_image_predictions(path: Path, predictor, files: list[Path], chunk: int = 256) -> int | None:
+    """Predictions for ``files`` into ``path.part``, renamed to ``path`` when complete. Under a
+    launcher each process scores its round-robin share and the main process writes them all
+    in order (the others return None)."""
+    from tunewise.tracks.image import ImagePrediction
+    from tunewise.training.distributed import gather_in_order, my_share
+
+    # dealt in blocks of the batch size, so every batch is the one a single process would form
+    # (and computes bit for bit the same); chunks stay whole multiples of it
+    block = predictor.batch_size
+    chunk = max(block, chunk // block * block)
+
+    def scored():
+        mine = list(my_share(files, block))
+        for start in range(0, len(mine), chunk):
+            batch = mine[start : start + chunk]
+            for r in predictor.predict(batch, names=[str(p) for p in batch]):
+                yield r.to_dict()
+
+    rows = gather_in_order(scored(), path, block)
+    if rows is None:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     jsonl = path.suffix.lower() == ".jsonl"
@@ -483,14 +529,13 @@ def _write_image_predictions(path: Path, predictor, files: list[Path], chunk: in
         writer = None if jsonl else csv.writer(f)
         if writer is not None:
             writer.writerow(["image", "label", *[f"p_{lab}" for lab in predictor.labels], "width", "height"])
-        for start in range(0, len(files), chunk):
-            batch = files[start : start + chunk]
-            for r in predictor.predict(batch, names=[str(p) for p in batch]):
-                if writer is None:
-                    f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-                else:
-                    probs = [f"{r.probabilities[lab]:.6f}" for lab in predictor.labels]
-                    writer.writerow([r.image, r.label, *probs, r.width, r.height])
+        for row in rows:
+            if writer is None:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                r = ImagePrediction(**row)
+                probs = [f"{r.probabilities[lab]:.6f}" for lab in predictor.labels]
+                writer.writerow([r.image, r.label, *probs, r.width, r.height])
     part.replace(path)
     return len(files)
 
@@ -1011,6 +1056,10 @@ def pretrain(
         )
     except USER_ERRORS as e:
         _fail(str(e))
+    from tunewise.training.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under `accelerate launch` the main process reports
     card = outcome.card
     out.print(
         json.dumps(

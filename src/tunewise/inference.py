@@ -25,6 +25,7 @@ from tunewise.model_dir import ONNX_FILE, has_weights, onnx_path
 from tunewise.models.build import LoadedModel, ModelError, ModelMeta, load_meta, load_trained
 from tunewise.models.tokenization import quiet_transformers
 from tunewise.threshold import load_threshold, no_normal_class_message, resolve_normal_label
+from tunewise.training.distributed import process_index, sum_across_processes, world_size
 
 LongText = Literal["window", "truncate"]
 DEFAULT_LONG_TEXT: LongText = "truncate"  # as training scores dev; see the module docstring
@@ -146,7 +147,10 @@ class Predictor:
     with ``quantized=True``), or ``auto`` (the weights when present). Either way the texts
     are normalised exactly as in training and scored in length-sorted batches.
     ``spin=False`` stops ONNX Runtime's threads busy-waiting between calls (``serve`` does
-    this: its HTTP side shares the cores).
+    this: its HTTP side shares the cores). ``distributed=True`` (``predict`` under
+    ``accelerate launch``): each length-sorted batch is scored by one of the launched
+    processes and the logits are shared, so every process gets every result, bit for bit
+    what one process would compute; every process must then be given the same texts.
 
     Example:
         >>> p = Predictor("runs/finetune")  # doctest: +SKIP
@@ -168,7 +172,9 @@ class Predictor:
         threshold: float | None = None,
         normal_label: str | None = None,
         calibrated: bool = True,
+        distributed: bool = False,
     ) -> None:
+        self.distributed = distributed
         if long_text not in ("window", "truncate"):
             raise TunewiseError(f"long_text must be 'window' or 'truncate', got {long_text!r}")
         if isinstance(model_dir, LoadedModel):
@@ -274,7 +280,10 @@ class Predictor:
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
         logits = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
         pad = self.tokenizer.pad_token_id or 0
-        for start in range(0, len(order), self.batch_size):
+        rank, processes = (process_index(), world_size()) if self.distributed else (0, 1)
+        for k, start in enumerate(range(0, len(order), self.batch_size)):
+            if k % processes != rank:
+                continue  # another process's batch: the same batches, dealt round-robin
             idx = order[start : start + self.batch_size]
             batch = [self.prefix + pieces[j] + self.suffix for j in idx]
             width = max(len(b) for b in batch)
@@ -286,6 +295,9 @@ class Predictor:
             logits[idx] = self.scorer(input_ids, mask).astype(np.float64)
             if progress is not None:
                 progress(len(idx))
+        if processes > 1:
+            # each row was scored by exactly one process, the rest hold zeros: the sum is exact
+            logits = sum_across_processes(logits)
         return logits, encoded
 
     def predict_proba(

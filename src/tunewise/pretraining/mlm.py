@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase
@@ -150,7 +151,8 @@ class MaskingCollator:
             input_ids[row, : len(ids)] = torch.tensor(ids)
             labels[row, : len(ids)] = torch.tensor(labs)
             attention[row, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        index = torch.tensor([index for index, _ in batch], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "index": index}
 
 
 @dataclass
@@ -189,15 +191,20 @@ class MaskedLMTask:
         return self
 
     def train_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, int]:
+        batch.pop("index", None)
         out = model(**batch)
         return out.loss, int(out.targets.numel())
 
     @torch.no_grad()
     def evaluate(self, accelerator: Accelerator, model: nn.Module, loader: DataLoader) -> dict:
+        model = accelerator.unwrap_model(model)  # see ClassificationTask.evaluate
         model.eval()
         totals = torch.zeros(3, device=accelerator.device)  # loss sum, correct, count
         for batch in loader:
-            out = model(**batch)
+            if batch is None:  # an empty slice (tunewise.training.distributed)
+                continue
+            batch.pop("index", None)
+            out = model(**send_to_device(batch, accelerator.device))
             n = out.targets.numel()
             totals += torch.tensor(
                 [out.loss.item() * n, (out.logits.argmax(-1) == out.targets).sum().item(), n],

@@ -42,6 +42,7 @@ from tunewise.pretraining.mlm import (
 from tunewise.recipes.schema import parse_recipe
 from tunewise.training.batching import LengthBucketBatchSampler
 from tunewise.training.checkpoint import write_json_atomic
+from tunewise.training.distributed import is_main_process, wait_for_everyone, world_size
 from tunewise.training.loop import FitResult, fit
 
 CARD_JSON = "pretraining.json"
@@ -123,6 +124,9 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         >>> pretrain(PretrainOptions(out="runs/mini-zh", epochs=3))  # doctest: +SKIP
     """
     console = console or Console(stderr=True)
+    main = is_main_process()
+    if not main:  # under `accelerate launch`: one process speaks and writes
+        console = Console(stderr=True, quiet=True)
     out = Path(opts.out)
     if opts.from_dir is not None:  # a bundled encoder's name works like its directory
         opts = replace(opts, from_dir=resolve_pretrained(str(opts.from_dir)))
@@ -162,8 +166,16 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
     else:
         if opts.resume and (out / "vocab.txt").is_file():
             tokenizer = AutoTokenizer.from_pretrained(str(out))
-        else:
+        elif main:
             tokenizer = train_bert_vocab(train_docs, vocab_size=opts.size.vocab_size, min_frequency=2)
+        if world_size() > 1 and not (opts.resume and (out / "vocab.txt").is_file()):
+            # one vocabulary for every process, or their embedding rows would mean different
+            # tokens: the main process trains and saves it, the others load it
+            if main:
+                save_tokenizer(tokenizer, out)
+            wait_for_everyone()
+            if not main:
+                tokenizer = AutoTokenizer.from_pretrained(str(out))
         size = opts.size
         config = BertConfig(
             vocab_size=len(tokenizer),
@@ -175,7 +187,8 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
             pad_token_id=tokenizer.pad_token_id,
         )
         mlm = BertForMaskedLM(config)
-    save_tokenizer(tokenizer, out)
+    if main:
+        save_tokenizer(tokenizer, out)
     console.print(
         f"vocabulary {len(tokenizer):,} tokens · [UNK] rate on held-out text "
         f"{unk_rate(tokenizer, heldout_docs):.2%} · {mlm.num_parameters():,} parameters"
@@ -213,9 +226,11 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         show_progress=opts.show_progress,
         log_with=opts.log_with,
     )
+    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+    if not main:
+        return PretrainOutcome(out, result, {"heldout_masked_accuracy": best["dev_masked_accuracy"]})
     mlm.save_pretrained(str(out))
     save_tokenizer(tokenizer, out)
-    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
     train_seconds = sum(h["train_seconds"] for h in result.history)  # without evaluation
     card = {
         "tunewise_version": __version__,

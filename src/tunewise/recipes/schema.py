@@ -276,6 +276,13 @@ class Recipe(_Strict):
     epochs: Annotated[int, Field(ge=1)] = 10
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     eval_batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
+    # batches whose gradients add up before one optimizer step: an effective batch of
+    # batch_size x this, in the memory of one batch_size. With N processes batch_size is
+    # already the global batch (each process takes 1/N of it; tunewise.training.distributed)
+    gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = _added_field(1)
+    # autocast for the forward pass: bf16 (CPUs and recent GPUs) or fp16 (GPUs, with a loss
+    # scaler); "no" trains in float32
+    mixed_precision: Literal["no", "bf16", "fp16"] = _added_field("no")
     augmentation: Literal["none", "mild", "strong"] = "none"
     early_stopping: EarlyStoppingSpec | None = None
     loss: LossSpec = LossSpec()

@@ -3,24 +3,30 @@
 Read it top to bottom like the note's loop: for each stage, set what trains, build the
 optimizer over the trainable parameters, then for each epoch train, evaluate on dev,
 keep the best weights, write a checkpoint. Accelerate runs the same code on CPU, one GPU
-or many.
+or many (``accelerate launch``); ``tunewise.training.distributed`` says which examples each
+process sees, so N processes take the same steps as one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.state import AcceleratorState
+from accelerate.utils import send_to_device, set_seed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
+from tunewise.errors import RecipeError
 from tunewise.metrics import majority_baseline
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.checkpoint import (
@@ -30,6 +36,7 @@ from tunewise.training.checkpoint import (
     save_checkpoint,
     save_weights_atomic,
 )
+from tunewise.training.distributed import shard_loader, world_size
 from tunewise.training.freeze import (
     first_n_children,
     first_n_groups,
@@ -126,7 +133,30 @@ def fit(
     ckpt_dir = work_dir / "checkpoints"
     started = time.perf_counter()
     set_seed(seed)
-    accelerator = Accelerator(cpu=cpu, log_with=log_with, project_dir=str(work_dir / "logs"))
+    # launched as several processes on a machine without a GPU: Accelerate needs to be told
+    # CPU to pick its gloo backend (else each process would think it runs alone)
+    cpu = cpu or (world_size() > 1 and not torch.cuda.is_available())
+    # Accelerate keeps its settings in a process-wide singleton that refuses a second
+    # precision; one process may run fits with different recipes (compare, tests), so each
+    # fit starts from fresh settings (the process group, if any, is kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(
+        cpu=cpu,
+        log_with=log_with,
+        project_dir=str(work_dir / "logs"),
+        mixed_precision=recipe.mixed_precision,
+    )
+    if recipe.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise RecipeError(
+            f"recipe {recipe.name!r}: mixed_precision fp16 needs a GPU (its loss scaler runs on CUDA); "
+            "on a CPU use bf16"
+        )
+    # every process takes its slice of each global batch; see tunewise.training.distributed
+    rank, n_proc = accelerator.process_index, accelerator.num_processes
+    loader = shard_loader(train_loader, rank, n_proc, training=True)
+    dev_loader_p = shard_loader(dev_loader, rank, n_proc, training=False)
+    accumulate = recipe.gradient_accumulation_steps
+    shard_log = _ShardLog.from_env(rank)
     stages = recipe.resolved_stages()
 
     state = TrainState()
@@ -165,11 +195,9 @@ def fit(
         optimizer = build_optimizer(recipe, groups)
         # a stage re-prepares the model: what trains changed, and DDP must know it
         accelerator.free_memory()
-        model, optimizer, loader, dev_loader_p = accelerator.prepare(
-            raw_model, optimizer, train_loader, dev_loader
-        )
-        # steps come from the prepared loader: with N processes each sees 1/N of the batches
-        schedule = build_scheduler(recipe, optimizer, len(loader), stage.epochs)
+        model, optimizer = accelerator.prepare(raw_model, optimizer)
+        # one optimizer step per `accumulate` batches (and one for the epoch's last few)
+        schedule = build_scheduler(recipe, optimizer, math.ceil(len(loader) / accumulate), stage.epochs)
         if resuming_mid_stage:
             optimizer.load_state_dict(ckpt.optimizer)
             schedule.load_state_dict(ckpt.scheduler)
@@ -195,20 +223,32 @@ def fit(
                     total=len(loader),
                     loss="",
                 )
-                for batch in loader:
-                    loss, count = task.train_loss(model, batch)
-                    accelerator.backward(loss)
-                    if recipe.max_grad_norm:
-                        accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    if schedule.per == "batch":
-                        schedule.scheduler.step()
-                    state.global_step += 1
+                for i, batch in enumerate(loader):
+                    group_start = i - i % accumulate
+                    in_group = min(accumulate, len(loader) - group_start)  # the last group may be short
+                    steps_now = i - group_start + 1 == in_group
+                    shard_log.record(state.epoch, batch)
+                    batch = send_to_device(batch, accelerator.device)
+                    # gradients of a group's first batches stay local: DDP syncs them once, at the step
+                    with _maybe_no_sync(accelerator, model, not steps_now):
+                        loss, count = task.train_loss(model, batch)
+                        accelerator.backward(loss / in_group)
+                    if steps_now:
+                        if recipe.max_grad_norm:
+                            accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        if schedule.per == "batch":
+                            schedule.scheduler.step()
+                        state.global_step += 1
                     running += loss.item() * count
                     seen += count
                     progress.update(bar, advance=1, loss=f"loss {running / seen:.4f}")
             train_seconds = time.perf_counter() - epoch_start
+            if n_proc > 1:
+                # the epoch's loss over every process's examples, the same in each
+                totals = accelerator.reduce(torch.tensor([running, float(seen)], device=accelerator.device))
+                running, seen = totals.tolist()
             if not math.isfinite(running):
                 raise FloatingPointError(
                     f"training loss became {running} in epoch {state.epoch + 1}; lower the learning rate"
@@ -283,6 +323,31 @@ def fit(
         resumed_from=resumed_from,
         stages=stage_log,
     )
+
+
+class _ShardLog:
+    """With ``TUNEWISE_SHARD_LOG=DIR``, each process appends the example indices of every
+    training batch it takes to ``DIR/rank<N>.jsonl``: which examples each process saw, per
+    epoch (the multi-process tests check the shards with it)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    @classmethod
+    def from_env(cls, rank: int) -> _ShardLog:
+        folder = os.environ.get("TUNEWISE_SHARD_LOG")
+        return cls(Path(folder) / f"rank{rank}.jsonl" if folder else None)
+
+    def record(self, epoch: int, batch: dict) -> None:
+        if self.path is None or "index" not in batch:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"epoch": epoch, "index": batch["index"].tolist()}) + "\n")
+
+
+def _maybe_no_sync(accelerator: Accelerator, model: torch.nn.Module, skip_sync: bool):
+    return accelerator.no_sync(model) if skip_sync else contextlib.nullcontext()
 
 
 def stage_patience(recipe: Recipe, stage: StageSpec) -> int | None:

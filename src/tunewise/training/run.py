@@ -40,6 +40,7 @@ from tunewise.recipes.schema import Recipe
 from tunewise.threshold import resolve_normal_label
 from tunewise.tracks import get_track
 from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
+from tunewise.training.distributed import is_main_process
 from tunewise.training.loop import FitResult, classification_task, fit
 
 
@@ -198,6 +199,10 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         0.93
     """
     console = console or Console(stderr=True)
+    main = is_main_process()
+    if not main:
+        # under `accelerate launch` every process runs this; one of them speaks and writes
+        console = Console(stderr=True, quiet=True)
     out = Path(opts.out)
     recipe = opts.recipe
     track = get_track(recipe.track)
@@ -225,30 +230,8 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         console.print(f"[cyan]note[/] {note}")
     for warning in built.warnings:
         console.print(f"[yellow]warning[/]: {warning}")
-    track.save(built, out)
-    write_recipe(out, recipe.to_yaml())
-    write_json_atomic(out / DATA_REPORT_FILE, data.report.to_dict())
-    write_json_atomic(
-        out / SPLIT_FILE,
-        {
-            "seed": opts.seed if opts.split_seed is None else opts.split_seed,
-            "fractions": list(opts.split),
-            **data.split_keys(),
-        },
-    )
-    write_json_atomic(
-        run_file,
-        {
-            "fingerprint": fingerprint,
-            "data": str(opts.data),
-            "recipe": recipe.name,
-            "pretrained": opts.pretrained,
-            "seed": opts.seed,
-            "label_fraction": opts.label_fraction,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "tunewise": __version__,
-        },
-    )
+    if main:
+        _write_run_files(opts, data, built, track, fingerprint)
 
     train_loader, select_loader = track.loaders(
         built, data.splits["train"], validation, data.labels, recipe, opts.seed
@@ -275,6 +258,57 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
         "accuracy": best.get("dev_accuracy"),
         "loss": best.get("dev_loss"),
     }
+    if not main:
+        # the model, its calibration and the reports are the main process's to write
+        return TrainOutcome(out, result, data, dev_metrics)
+    return _save_trained(opts, data, built, track, result, dev_metrics, normal_label, validation, console)
+
+
+def _write_run_files(opts: TrainOptions, data: PreparedData, built, track, fingerprint: str) -> None:
+    """What a run writes before training: tokenizer or preprocessing, recipe, data report,
+    split and the fingerprint a ``--resume`` is checked against."""
+    out, recipe = Path(opts.out), opts.recipe
+    run_file = out / RUN_FILE
+    track.save(built, out)
+    write_recipe(out, recipe.to_yaml())
+    write_json_atomic(out / DATA_REPORT_FILE, data.report.to_dict())
+    write_json_atomic(
+        out / SPLIT_FILE,
+        {
+            "seed": opts.seed if opts.split_seed is None else opts.split_seed,
+            "fractions": list(opts.split),
+            **data.split_keys(),
+        },
+    )
+    write_json_atomic(
+        run_file,
+        {
+            "fingerprint": fingerprint,
+            "data": str(opts.data),
+            "recipe": recipe.name,
+            "pretrained": opts.pretrained,
+            "seed": opts.seed,
+            "label_fraction": opts.label_fraction,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "tunewise": __version__,
+        },
+    )
+
+
+def _save_trained(
+    opts: TrainOptions,
+    data: PreparedData,
+    built,
+    track,
+    result: FitResult,
+    dev_metrics: dict,
+    normal_label: str | None,
+    validation: list,
+    console: Console,
+) -> TrainOutcome:
+    """Write the trained model directory: weights (LoRA adapters too), meta, history, labels
+    and the temperature calibration fitted on the examples that chose the epoch."""
+    out, recipe = Path(opts.out), opts.recipe
     adapted = _save_lora(built.model, out)
     save_weights(built.model, out, built.config)
     write_meta(

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object, send_to_device
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -72,19 +73,31 @@ class ClassificationTask:
 
     @torch.no_grad()
     def evaluate(self, accelerator: Accelerator, model: nn.Module, loader: DataLoader) -> dict:
-        """Dev metrics and mean loss; predictions are gathered from every process."""
+        """Dev metrics and mean loss over every process's examples (each scores its slice of the
+        dev set; the logits are gathered and scored once, so the figures do not depend on how
+        many processes there are)."""
+        # the bare model: DDP's forward may talk to the other processes, and a process can
+        # have fewer dev batches (or none) to score
+        model = accelerator.unwrap_model(model)
         model.eval()
-        preds, golds, losses = [], [], []
+        logits_parts, gold_parts = [], []
         for batch in loader:
+            if batch is None:  # an empty slice (tunewise.training.distributed)
+                continue
+            batch = send_to_device(batch, accelerator.device)
             gold = batch.pop("labels")
             batch.pop("index", None)
-            logits = logits_of(model(**batch))
-            # the loss of the gathered batch, not of this process's share: a local sum over
-            # the global count would understate dev loss N-fold with N processes
-            logits, gold = accelerator.gather_for_metrics((logits, gold))
-            losses.append(self.loss_fn(logits.float(), gold).item() * len(gold))
-            preds.extend(logits.argmax(-1).tolist())
-            golds.extend(gold.tolist())
-        metrics = classification_metrics(golds, preds, self.labels)
-        metrics["loss"] = sum(losses) / max(1, len(golds))
+            logits_parts.append(logits_of(model(**batch)).float().cpu())
+            gold_parts.append(gold.cpu())
+        logits = torch.cat(logits_parts) if logits_parts else torch.zeros(0, len(self.labels))
+        gold = torch.cat(gold_parts) if gold_parts else torch.zeros(0, dtype=torch.long)
+        if accelerator.num_processes > 1:
+            parts = gather_object([(logits.tolist(), gold.tolist())])
+            logits = torch.tensor([row for rows, _ in parts for row in rows], dtype=torch.float32)
+            gold = torch.tensor([g for _, golds in parts for g in golds], dtype=torch.long)
+            logits = logits.reshape(-1, len(self.labels))
+        metrics = classification_metrics(gold.tolist(), logits.argmax(-1).tolist(), self.labels)
+        device = accelerator.device
+        loss = self.loss_fn(logits.to(device), gold.to(device)).item() if len(gold) else float("nan")
+        metrics["loss"] = loss
         return metrics
