@@ -71,6 +71,11 @@ def padding_share(lengths: list[int], batches: list[list[int]]) -> float:
     return 1 - real / padded
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_tunewise(job: dict) -> dict:
     import torch
     from accelerate.utils import set_seed
@@ -102,6 +107,7 @@ def run_tunewise(job: dict) -> dict:
             log_with=None,
         )
         seconds = time.perf_counter() - start
+        peak = peak_rss_mb()  # before the profile below adds anything
         # profile: what one checkpoint (weights, optimizer, state) costs
         optimizer = torch.optim.AdamW(built.model.parameters(), lr=1e-5)
         built.model(**built.tokenizer(["预热"], return_tensors="pt")).logits.sum().backward()
@@ -124,6 +130,7 @@ def run_tunewise(job: dict) -> dict:
     history = fit.history
     return {
         "seconds": seconds,
+        "peak_rss_mb": peak,
         "dev_macro_f1": fit.best_metric,
         "best_epoch": fit.best_epoch,
         "padding_share": padding_share(lengths, batches),
@@ -211,6 +218,7 @@ def run_trainer(job: dict, grouped: bool) -> dict:
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
+        peak = peak_rss_mb()
         evals = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
         sampler = trainer._get_train_sampler()
         order = list(iter(sampler)) if sampler is not None else list(range(len(train)))
@@ -220,6 +228,7 @@ def run_trainer(job: dict, grouped: bool) -> dict:
     del torch
     return {
         "seconds": seconds,
+        "peak_rss_mb": peak,
         "dev_macro_f1": max(h["eval_macro_f1"] for h in evals),
         "best_epoch": int(max(evals, key=lambda h: h["eval_macro_f1"])["epoch"]),
         "padding_share": padding_share(lengths, batches),
@@ -235,7 +244,6 @@ def _arm(job: dict, arm: str, queue) -> None:
 
     torch.set_num_threads(job["threads"])
     result = run_tunewise(job) if arm == "tunewise" else run_trainer(job, grouped=arm == "trainer-grouped")
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
 
 
