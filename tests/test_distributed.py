@@ -248,35 +248,19 @@ def test_predict_shards_a_file_and_writes_it_once_in_input_order(setup: dict, ru
     rows = make_messages(30, seed=11)
     data = write_csv(setup["root"] / "to-score.csv", rows[:17] + [("", "normal")] + rows[17:])  # one bad row
     outputs = {}
-    for n in (1, 2):
+    # CSV with one process and with two; JSONL (the same rows) with two only: three launches
+    for n, suffix in ((1, "csv"), (2, "csv"), (2, "jsonl")):
         folder = setup["root"] / f"predict-{n}"
-        for suffix in ("csv", "jsonl"):
-            out = folder / f"predictions.{suffix}"
-            stderr = _launch(
-                setup,
-                n,
-                [
-                    "predict",
-                    "--model",
-                    str(model),
-                    "--input",
-                    str(data),
-                    "--output",
-                    str(out),
-                    "--batch-size",
-                    "4",
-                ],
-                folder,
-                folder / "log",
-            )
-            assert stderr.count(f"wrote {len(rows)} predictions") == 1 and stderr.count("empty text") == 1
-            outputs[n, suffix] = out.read_bytes()
-        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
-            "predictions.csv",
-            "predictions.jsonl",
-        ]
-    assert outputs[1, "csv"] == outputs[2, "csv"]
-    assert outputs[1, "jsonl"] == outputs[2, "jsonl"]
+        out = folder / f"predictions.{suffix}"
+        args = ["predict", "--model", str(model), "--input", str(data), "--output", str(out)]
+        stderr = _launch(setup, n, [*args, "--batch-size", "4"], folder, folder / "log")
+        assert stderr.count(f"wrote {len(rows)} predictions") == 1 and stderr.count("empty text") == 1
+        outputs[n, suffix] = out.read_bytes()
+    assert sorted(p.name for p in (setup["root"] / "predict-2").iterdir() if p.is_file()) == [
+        "predictions.csv",
+        "predictions.jsonl",
+    ]  # no shard or part file left behind
+    assert outputs[1, "csv"] == outputs[2, "csv"]  # byte for byte
     texts = [json.loads(line)["text"] for line in outputs[2, "jsonl"].decode().splitlines()]
     assert texts == [t for t, _ in rows]  # input order, the empty row left out
 
