@@ -146,6 +146,11 @@ def test_image_service_over_http(image_model) -> None:
         assert len(buffer.getvalue()) < 200_000
         wide = httpx.post(f"{url}/v1/classify-image", content=buffer.getvalue(), headers=key)
         assert wide.status_code == 413 and "2000x1000 pixels" in wide.json()["detail"]
+        # the name is a label for the result, never a path the server opens
+        named = httpx.post(
+            f"{url}/v1/classify-image?name={model / 'config.json'}", content=b"not an image", headers=key
+        )
+        assert named.status_code == 422 and "labels" not in named.text
 
 
 def test_page_classifies_a_dropped_image(browser, image_model) -> None:

@@ -1,5 +1,5 @@
 """``python -m tunewise`` runs the command line."""
 
-from tunewise.cli import app
+from tunewise.cli import run
 
-app()
+run()

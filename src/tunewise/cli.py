@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from tunewise import __version__
 from tunewise.errors import USER_ERRORS
+from tunewise.faults import fault_point
 
 app = typer.Typer(
     help="Fine-tune or train from scratch: recipes, one training loop, measured comparisons.",
@@ -566,6 +568,7 @@ def _write_predictions(
                 writer.writerow([r.text, r.label, *probs, *extra, r.tokens, r.handling])
             written += 1
             windowed += r.handling != "full"
+            fault_point("predict.row")
             if on_row is not None:
                 on_row()
     if written:
@@ -876,7 +879,14 @@ def serve(
         )
         _warn_if_exposed(host, api_key)
         err.print(f"serving {model} ({image_predictor.backend}) on http://{host}:{port}/ · API docs at /docs")
-        uvicorn.run(image_app, host=host, port=port, limit_concurrency=max_concurrency, timeout_keep_alive=5)
+        uvicorn.run(
+            image_app,
+            host=host,
+            port=port,
+            limit_concurrency=max_concurrency,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=30,
+        )
         return
     try:
         # no busy-waiting ONNX Runtime threads: the HTTP side shares the cores
@@ -898,8 +908,15 @@ def serve(
     )
     _warn_if_exposed(host, api_key)
     err.print(f"serving {model} ({predictor.backend}) on http://{host}:{port}/ · API docs at /docs")
+    # SIGTERM (or Ctrl-C): stop accepting, answer every request in flight (up to 30 s), then exit
     uvicorn.run(
-        app_, host=host, port=port, limit_concurrency=max_concurrency, timeout_keep_alive=5, log_level="info"
+        app_,
+        host=host,
+        port=port,
+        limit_concurrency=max_concurrency,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=30,
+        log_level="info",
     )
 
 
@@ -1116,3 +1133,28 @@ def recipes_show(name: str = typer.Argument(..., help="Built-in recipe name or Y
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# what a write fails with when the disk (or a quota, or a file size limit) is full
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def run() -> None:
+    """The ``tunewise`` console script: the Typer app, with a full disk reported as one clear
+    line (exit status 2) wherever the write was, instead of a traceback. Atomic writes leave
+    the previous file in place when this happens.
+
+    Example:
+        >>> run()  # doctest: +SKIP
+    """
+    try:
+        app()
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        err.print(
+            f"[bold red]error[/]: {escape(e.strerror or str(e))}{escape(where)}; files already "
+            "written are intact. Free some space and rerun (training: with --resume)."
+        )
+        sys.exit(2)

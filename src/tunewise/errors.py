@@ -70,6 +70,11 @@ class ResumeMismatch(DataError):
     """``resume`` found a directory written by a run with other data, split, seed or recipe."""
 
 
+class CheckpointError(TunewiseError):
+    """A checkpoint cannot be written (a full disk) or read back (damaged); the message says
+    which one is intact."""
+
+
 class CompareError(DataError):
     """A comparison cannot start or continue; the message says why and what to do."""
 

@@ -14,7 +14,9 @@ eval file the macro-F1 of PyTorch, ONNX fp32 and int8.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 
 from tunewise.errors import ExportError
-from tunewise.model_dir import EXPORT_FILE, INT8_FILE, ONNX_FILE, read_meta
+from tunewise.faults import fault_point
+from tunewise.model_dir import EXPORT_FILE, INT8_FILE, MANIFEST_FILE, ONNX_FILE, read_meta
 from tunewise.models.build import load_trained
 from tunewise.tracks import track_of
 from tunewise.training.checkpoint import write_json_atomic
@@ -120,7 +123,12 @@ def _fuse_for_ort(path: Path) -> dict[str, int]:
 def _copy_side_files(source: Path, out: Path) -> None:
     """Everything but weights and training state: tokenizer, config, tunewise.json, labels."""
     for f in source.iterdir():
-        if f.is_file() and f.suffix not in (".safetensors", ".bin", ".pt", ".onnx"):
+        # not the manifest: it lists the weights, which an export does not carry
+        if (
+            f.is_file()
+            and f.suffix not in (".safetensors", ".bin", ".pt", ".onnx")
+            and f.name != MANIFEST_FILE
+        ):
             shutil.copy2(f, out / f.name)
 
 
@@ -188,25 +196,87 @@ def export_onnx(
         >>> report["fp32"]["max_prob_diff"] <= 1e-4  # doctest: +SKIP
         True
     """
-    from tunewise.inference import Predictor
-
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise ExportError("--out must be a new directory, not the model directory itself")
-    if track_of(read_meta(model_dir)) == "image":
-        if quantize:
-            raise ExportError(
-                "int8 quantisation is for the text models' MatMul weights; an image CNN is exported in fp32"
-            )
-        return export_image_onnx(
-            model_dir, out, eval_data=eval_data, label_map=label_map, path_column=text_column
+    image = track_of(read_meta(model_dir)) == "image"
+    if image and quantize:
+        raise ExportError(
+            "int8 quantisation is for the text models' MatMul weights; an image CNN is exported in fp32"
         )
+    # everything is written into a staging folder beside `out` and moved in when complete:
+    # an export killed half-way leaves no truncated model.onnx under `out`
+    for stale in out.parent.glob(f".{out.name}.export-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(stage, 0o777 & ~mask)  # mkdtemp's folder is private; an export is meant to be shared
+    try:
+        if image:
+            report = export_image_onnx(
+                model_dir, stage, eval_data=eval_data, label_map=label_map, path_column=text_column
+            )
+        else:
+            report = _export_text(
+                model_dir,
+                stage,
+                quantize=quantize,
+                optimize=optimize,
+                eval_data=eval_data,
+                probe_texts=probe_texts,
+                label_map=label_map,
+                text_column=text_column,
+                label_column=label_column,
+            )
+    except ExportError:
+        if (stage / EXPORT_FILE).is_file():  # a finished graph that failed its parity check
+            _publish(stage, out)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _publish(stage, out)
+    return report
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Move a finished export from ``stage`` into ``out``: the whole folder in one rename when
+    ``out`` is new, else file by file (each rename atomic), ``export.json`` last."""
+    if not out.exists():
+        os.rename(stage, out)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name in sorted(os.listdir(stage), key=lambda n: n == EXPORT_FILE):
+        os.replace(stage / name, out / name)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _export_text(
+    model_dir: Path,
+    out: Path,
+    *,
+    quantize: bool,
+    optimize: bool,
+    eval_data: str | Path | None,
+    probe_texts: list[str] | None,
+    label_map: str | Path | None,
+    text_column: str | None,
+    label_column: str | None,
+) -> dict:
+    """``export_onnx`` for a text model, into ``out`` (the staging folder)."""
+    from tunewise.inference import Predictor
+
     loaded = load_trained(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     _copy_side_files(model_dir, out)
     started = time.perf_counter()
     try:
         _export_graph(loaded.model, out / ONNX_FILE, loaded.max_length)
+        fault_point("export.write")
     except Exception as exc:  # the exporter's own errors are long; keep the cause visible
         raise ExportError(f"{model_dir}: ONNX export failed: {type(exc).__name__}: {exc}") from exc
     fusions: dict[str, int] | str = "off"
@@ -318,6 +388,7 @@ def export_image_onnx(
                 verbose=False,
             )
         program.save(str(out / ONNX_FILE))
+        fault_point("export.write")
     except Exception as exc:
         raise ExportError(f"{model_dir}: ONNX export failed: {type(exc).__name__}: {exc}") from exc
     report: dict = {

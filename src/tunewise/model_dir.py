@@ -25,7 +25,14 @@ tokenizer files               ``train`` (transformers)    ``tokenizer_config.jso
 ``metrics.json``              ``evaluate --out``          accuracy, macro-F1, confusion matrix
 ``model.onnx``                ``export``                  the ONNX graph (``model.int8.onnx``
                                                           with ``--quantize``; ``export.json``)
+``manifest.json``             ``train``                   SHA-256 of every file loading reads
 ============================  ==========================  =====================================
+
+Every load goes through :func:`require_model_dir`, which checks the directory before any
+of it is used: ``config.json`` parses, the files in ``manifest.json`` are all there and
+unchanged since training, ``model.safetensors`` is complete (its header accounts for every
+byte), and the labels of ``config.json`` and ``labels.json`` agree. What is wrong is named
+in a :class:`~tunewise.errors.ModelError`.
 
 Example:
     >>> import tempfile
@@ -37,9 +44,12 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
@@ -62,6 +72,22 @@ METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 EXPORT_FILE = "export.json"
+MANIFEST_FILE = "manifest.json"
+# what loading a model reads, so what the manifest covers (files written later, such as
+# threshold.json or an evaluation's metrics.json, are not in it)
+_MANIFEST_PATTERNS = (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    LEGACY_WEIGHTS_FILE,
+    META_FILE,
+    LABELS_FILE,
+    CALIBRATION_FILE,
+    "tokenizer*.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "*.model",
+    "adapter_*",
+)
 
 
 def has_config(directory: str | Path) -> bool:
@@ -70,11 +96,99 @@ def has_config(directory: str | Path) -> bool:
 
 
 def require_model_dir(directory: str | Path) -> Path:
-    """``directory`` as a Path, or a :class:`ModelError` saying it is not a model directory."""
+    """``directory`` as a Path once it is checked (see the module docstring), or a
+    :class:`ModelError` saying what is wrong with it."""
     directory = Path(directory)
     if not has_config(directory):
         raise ModelError(f"{directory}: not a model directory (no {CONFIG_FILE})")
+    config = _read_json_object(directory / CONFIG_FILE)
+    _check_manifest(directory)
+    if (directory / WEIGHTS_FILE).is_file():
+        _check_safetensors(directory / WEIGHTS_FILE)
+    labels_file = directory / LABELS_FILE
+    id2label = config.get("id2label")
+    if labels_file.is_file() and isinstance(id2label, dict):
+        listed = _read_json_object(labels_file).get("labels")
+        in_config = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
+        if listed is not None and listed != in_config:
+            raise ModelError(
+                f"{directory}: {LABELS_FILE} lists {listed} but {CONFIG_FILE} has {in_config}; "
+                "the two come from different models"
+            )
     return directory
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e}); retrain, or restore the file") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_manifest(directory: str | Path) -> dict[str, str]:
+    """Record the SHA-256 of every file loading reads in ``manifest.json``; returns it.
+
+    Example:
+        >>> d = tempfile.mkdtemp(); write_meta(d, {})
+        >>> list(write_manifest(d))
+        ['tunewise.json']
+    """
+    from tunewise.training.checkpoint import write_json_atomic
+
+    directory = Path(directory)
+    names = sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in _MANIFEST_PATTERNS)
+    )
+    sums = {name: _sha256(directory / name) for name in names}
+    write_json_atomic(directory / MANIFEST_FILE, {"sha256": sums})
+    return sums
+
+
+def _check_manifest(directory: Path) -> None:
+    if not (directory / MANIFEST_FILE).is_file():
+        return  # a plain Hugging Face directory, or one trained before manifests
+    sums = _read_json_object(directory / MANIFEST_FILE).get("sha256") or {}
+    for name, digest in sums.items():
+        path = directory / name
+        if not path.is_file():
+            raise ModelError(f"{directory}: {name} is missing (it is listed in {MANIFEST_FILE}); restore it")
+        if _sha256(path) != digest:
+            raise ModelError(
+                f"{path}: changed since training (its SHA-256 differs from {MANIFEST_FILE}): "
+                "damaged or altered; restore it or retrain"
+            )
+
+
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file is an 8-byte header length, a JSON header and the tensor bytes;
+    the header's offsets must account for the file's size exactly (a truncated copy fails)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < n <= size - 8:
+            raise ModelError(f"{path}: not a safetensors file, or truncated ({size:,} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelError(f"{path}: its header is damaged; restore the file or retrain") from None
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)]
+    expected = 8 + n + max(ends, default=0)
+    if expected != size:
+        raise ModelError(
+            f"{path}: {size:,} bytes where its header describes {expected:,}: "
+            f"{'truncated' if size < expected else 'extra bytes'}; restore the file or retrain"
+        )
 
 
 def has_weights(directory: str | Path) -> bool:
@@ -92,15 +206,7 @@ def read_meta(directory: str | Path) -> dict:
     """tunewise's own settings of a model directory (``tunewise.json``); ``{}`` for a plain
     Hugging Face directory that has none."""
     path = Path(directory) / META_FILE
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: not valid JSON ({e}); retrain, or restore the file") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: expected a JSON object, found {type(meta).__name__}")
-    return meta
+    return _read_json_object(path) if path.is_file() else {}
 
 
 def write_meta(directory: str | Path, meta: dict) -> None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunewise import __version__
 from tunewise.batching import MicroBatcher
+from tunewise.data.normalize import CONTROL_CHARS
 from tunewise.inference import Predictor
 
 
@@ -43,7 +44,11 @@ class Limits:
 class ClassifyRequest(BaseModel):
     """``{"text": "..."}`` or ``{"texts": ["...", ...]}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # documents "exactly one of" in the schema, so clients and fuzzers know it
+        json_schema_extra={"oneOf": [{"required": ["text"]}, {"required": ["texts"]}]},
+    )
 
     text: str | None = Field(None, description="One message.")
     texts: list[str] | None = Field(None, description="Several messages.")
@@ -57,6 +62,31 @@ class ClassifyRequest(BaseModel):
 
     def all_texts(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts or [])
+
+
+# a text with something in it once whitespace and control characters are set aside
+_NOT_BLANK = "[^\\s\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]"
+
+
+def _request_model(limits: Limits) -> type[ClassifyRequest]:
+    """``ClassifyRequest`` with this server's limits written into its JSON schema. The limits
+    are enforced by the route (413 for a limit, 422 for an empty text, with a message); the
+    schema only tells clients where they are."""
+    text = {"type": "string", "maxLength": limits.max_chars, "pattern": _NOT_BLANK}
+    texts = {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_texts}
+    explained = {"properties": {"texts": {"maxItems": limits.max_explain_texts}}}
+
+    def extra(schema: dict) -> None:
+        schema["properties"]["text"] = {**text, "description": "One message."}
+        schema["properties"]["texts"] = {**texts, "description": "Several messages."}
+        schema["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
+        schema["if"] = {"properties": {"explain": {"const": True}}, "required": ["explain"]}
+        schema["then"] = explained
+
+    class Request(ClassifyRequest):
+        model_config = ConfigDict(title="ClassifyRequest", json_schema_extra=extra)
+
+    return Request
 
 
 class BodyLimit:
@@ -100,6 +130,23 @@ class BodyLimit:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: ``detail`` says what was wrong (a message, or FastAPI's list of field errors)."""
+
+    detail: str | list[dict]
+
+
+def _errors(*codes: int) -> dict:
+    """The error responses of a route, for the OpenAPI schema (clients and fuzzers read it)."""
+    described = {
+        400: "The body could not be parsed at all (nested too deeply, say).",
+        401: "Missing or wrong API key (only when the server was started with one).",
+        413: "Over a limit: body bytes, texts per request or characters per text (see /v1/model).",
+        422: "Malformed: not JSON, wrong fields or types, an empty text.",
+    }
+    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
 
 
 def create_app(
@@ -146,8 +193,9 @@ def create_app(
 
     check_key = _key_checker(api_key)
     _common_routes(app)
+    request_model = _request_model(limits)
 
-    @app.get("/v1/model", dependencies=[Depends(check_key)])
+    @app.get("/v1/model", dependencies=[Depends(check_key)], responses=_errors(401))
     def model_info() -> dict:
         choice = predictor.threshold_choice
         return {
@@ -168,7 +216,6 @@ def create_app(
             "batching": {"max_batch": batcher.max_batch, **batcher.stats.as_dict()},
         }
 
-    @app.post("/v1/classify", dependencies=[Depends(check_key)])
     def classify(body: ClassifyRequest) -> dict:
         texts = body.all_texts()
         if not texts:
@@ -180,7 +227,7 @@ def create_app(
                 413, f"explain is limited to {limits.max_explain_texts} texts per request, got {len(texts)}"
             )
         for i, text in enumerate(texts):
-            if not text.strip():
+            if not CONTROL_CHARS.sub("", text).strip():  # NULs and the like are dropped, so count as nothing
                 raise HTTPException(422, f"text {i} is empty")
             if len(text) > limits.max_chars:
                 raise HTTPException(
@@ -197,6 +244,13 @@ def create_app(
                 item["attribution"] = explained[i]
             out.append(item)
         return {"results": out, "threshold": predictor.threshold}
+
+    # registered by hand: the body's model is built above with this server's limits, and a
+    # local class is not visible to FastAPI through the (string) annotation
+    classify.__annotations__["body"] = request_model
+    app.post("/v1/classify", dependencies=[Depends(check_key)], responses=_errors(400, 401, 413, 422))(
+        classify
+    )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -260,7 +314,7 @@ def create_image_app(
     check_key = _key_checker(api_key)
     _common_routes(app)
 
-    @app.get("/v1/model", dependencies=[Depends(check_key)])
+    @app.get("/v1/model", dependencies=[Depends(check_key)], responses=_errors(401))
     def model_info() -> dict:
         return {
             "track": "image",
@@ -279,6 +333,7 @@ def create_image_app(
     @app.post(
         "/v1/classify-image",
         dependencies=[Depends(check_key)],
+        responses=_errors(401, 413, 422),
         openapi_extra={
             "requestBody": {
                 "required": True,

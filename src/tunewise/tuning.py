@@ -45,7 +45,7 @@ from rich.console import Console
 
 from tunewise.model_dir import has_weights
 from tunewise.recipes.schema import Recipe, StageSpec
-from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
+from tunewise.training.checkpoint import has_checkpoint, write_json_atomic
 from tunewise.training.loop import (
     FitResult,
     apply_initial_freeze,
@@ -507,7 +507,7 @@ def tune_and_train(
                         recipe=recipe,
                         out=trial_dir,
                         validation=spec.validation,
-                        resume=latest_checkpoint(trial_dir / "checkpoints") is not None,
+                        resume=has_checkpoint(trial_dir / "checkpoints"),
                     ),
                     console=console,
                 )

@@ -69,7 +69,7 @@ def run_neural(job: dict) -> dict:
     from tunewise.data.normalize import NormalizerConfig
     from tunewise.evaluation import evaluate_model
     from tunewise.recipes.schema import Recipe
-    from tunewise.training.checkpoint import latest_checkpoint
+    from tunewise.training.checkpoint import has_checkpoint
     from tunewise.training.run import ResumeMismatch, TrainOptions, train_model
 
     console = Console(stderr=True, soft_wrap=True, quiet=job["quiet"])
@@ -114,7 +114,7 @@ def run_neural(job: dict) -> dict:
         train_size, tuning["fit_size"] = job["n_labelled"], tuned.train_size
     else:
         try:
-            outcome = train(resume=latest_checkpoint(run_dir / "checkpoints") is not None)
+            outcome = train(resume=has_checkpoint(run_dir / "checkpoints"))
         except ResumeMismatch:
             # an unfinished run left by a comparison with other settings (the comparison's own
             # results.json already matched, so this run is not one of its finished ones): it

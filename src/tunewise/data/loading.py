@@ -19,6 +19,7 @@ from typing import TextIO
 import yaml
 
 from tunewise.data.encoding import decode_bytes, read_text
+from tunewise.data.normalize import CONTROL_CHARS
 from tunewise.errors import DataError
 
 TEXT_COLUMNS = ("text", "content", "sms", "message", "msg", "body", "sentence", "短信", "内容", "文本")
@@ -246,7 +247,7 @@ def _apply_label_map(result: LoadResult, label_map: LabelMap) -> LoadResult:
 def _check_row(
     text: str | None, label: str | None, source: str, line: int, require_labels: bool
 ) -> Example | Problem:
-    if text is None or not str(text).strip():
+    if text is None or not CONTROL_CHARS.sub("", str(text)).strip():
         return Problem(source, line, "empty text")
     text = str(text).strip()
     if len(text) > MAX_TEXT_CHARS:
@@ -264,6 +265,30 @@ def _check_row(
     return Example(text, label, source, line)
 
 
+class _Lines:
+    """The physical lines of a stream, handed to ``csv.reader`` one at a time, with the lines of
+    the current record remembered: after a record that cannot be parsed (a stray quote that
+    swallows the lines after it) the lines after its first are put back and read again, so
+    one broken row costs that row only."""
+
+    def __init__(self, stream: Iterable[str]) -> None:
+        self._source = iter(stream)
+        self._pending: list[str] = []  # put back, in reverse order
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._pending.pop() if self._pending else next(self._source)
+        self.taken.append(line)
+        return line
+
+    def put_back_all_but_first(self) -> None:
+        self._pending.extend(reversed(self.taken[1:]))
+        self.taken = []
+
+
 def _iter_delimited(
     stream: Iterable[str],
     source: str,
@@ -272,7 +297,8 @@ def _iter_delimited(
     label_column: str | None,
     require_labels: bool,
 ) -> Iterator[Example | Problem]:
-    reader = csv.reader(stream, delimiter=delimiter, strict=True)
+    lines = _Lines(stream)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -293,25 +319,50 @@ def _iter_delimited(
             f"{source}:1: no label column: expected {wanted}, found header {header}. "
             "Name it with --label-column."
         )
+    for idx in (text_idx, label_idx):
+        if idx is not None:
+            same = [i + 1 for i, name in enumerate(header) if name.strip() == header[idx].strip()]
+            if len(same) > 1:
+                raise DataError(
+                    f"{source}:1: the header names column {header[idx]!r} {len(same)} times (columns "
+                    f"{', '.join(map(str, same))}); rename the duplicates so it is clear which to read"
+                )
     width = len(header)
-    line = reader.line_num
+    line = len(lines.taken)
     while True:
         start = line + 1
+        lines.taken = []
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as err:
-            yield Problem(source, start, f"unparseable row: {err}")
-            break  # the csv reader cannot resynchronise after a broken quote
-        line = reader.line_num
+            reason = f"unparseable row: {err}"
+            if "field larger than field limit" in str(err):
+                reason = (
+                    f"a field over {csv.field_size_limit():,} characters (a text may have "
+                    f"{MAX_TEXT_CHARS:,}): an unclosed quote, or not a data file"
+                )
+            yield Problem(source, start, reason)
+            # read again from the next line: the rows after a stray quote are not lost
+            lines.put_back_all_but_first()
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            line = start
+            continue
+        line = start + len(lines.taken) - 1
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != width:
             yield Problem(source, start, f"expected {width} fields, found {len(row)}")
             continue
         label = row[label_idx] if label_idx is not None else None
-        yield _check_row(row[text_idx], label, source, start, require_labels)
+        checked = _check_row(row[text_idx], label, source, start, require_labels)
+        if len(row[text_idx]) > MAX_TEXT_CHARS and len(lines.taken) > 1:
+            # a huge field over several lines: an unclosed quote; the lines it swallowed are rows
+            lines.put_back_all_but_first()
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            line = start
+        yield checked
 
 
 def _iter_jsonl(

@@ -176,6 +176,8 @@ _MONEY_RE = re.compile(
 )
 _NUMBER_RE = re.compile(_NUM)
 _SPACE_RE = re.compile(r"\s+")
+# control characters other than whitespace (NUL, bell, DEL, C1): corruption, never content
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ class SmsNormalizer:
 
     def __call__(self, text: str) -> str:
         cfg = self.config
+        text = CONTROL_CHARS.sub("", text)  # NUL, bell, DEL, C1: corruption, never content
         if cfg.fold_width:
             # NFKC folds full-width ASCII (ＡＢＣ１２３) and compatibility forms (①, ﹩) to
             # their plain forms, which fraudsters use to dodge keyword filters.

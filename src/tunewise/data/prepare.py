@@ -25,6 +25,9 @@ from tunewise.data.split import (
     text_key,
 )
 
+# what SMS files are saved in; anything else was a guess by charset detection
+_EXPECTED_ENCODINGS = {"utf-8", "utf-8-sig", "utf-16", "gb18030", "big5", "ascii"}
+
 
 @dataclass
 class DataReport:
@@ -183,6 +186,11 @@ def prepare_data(
         leaks=leaks,
         leak_threshold=leak_threshold,
         shortcuts=shortcuts,
+        notes=[
+            f"{f}: read as {enc}, neither UTF-8 nor a Chinese encoding; check that its texts look right"
+            for f, enc in loaded.encodings.items()
+            if enc.lower().replace("_", "-") not in _EXPECTED_ENCODINGS
+        ],
     )
     return PreparedData(splits=splits, labels=labels, report=report, normalizer=normalizer)
 

@@ -60,7 +60,7 @@ def domain_adapt(
         ...                  cache_dir="runs/encoders")  # doctest: +SKIP
     """
     from tunewise.pretraining.run import CARD_JSON, PretrainOptions, pretrain
-    from tunewise.training.checkpoint import latest_checkpoint
+    from tunewise.training.checkpoint import has_checkpoint
 
     console = console or Console(stderr=True)
     if not texts:
@@ -88,7 +88,7 @@ def domain_adapt(
             batch_size=spec.batch_size,
             lr=spec.lr,
             seed=seed,
-            resume=latest_checkpoint(target / "checkpoints") is not None,
+            resume=has_checkpoint(target / "checkpoints"),
             show_progress=show_progress,
             log_with=None,
         ),

@@ -22,17 +22,18 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import send_to_device, set_seed
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from tunewise.errors import RecipeError
+from tunewise.faults import fault_point
 from tunewise.metrics import majority_baseline
 from tunewise.recipes.schema import Recipe, StageSpec
 from tunewise.training.checkpoint import (
     TrainState,
-    latest_checkpoint,
-    load_checkpoint,
+    resume_checkpoint,
     save_checkpoint,
     save_weights_atomic,
 )
@@ -163,14 +164,13 @@ def fit(
     ckpt = None
     resumed_from = None
     if resume:
-        latest = latest_checkpoint(ckpt_dir)
-        if latest is None:
+        ckpt = resume_checkpoint(ckpt_dir, warn=lambda m: console.print(f"[yellow]{escape(m)}[/]"))
+        if ckpt is None:
             console.print("[yellow]--resume: no checkpoint found; starting from the beginning[/]")
         else:
-            ckpt = load_checkpoint(latest)
             model.load_state_dict(ckpt.model)
             state = ckpt.state
-            resumed_from = f"{latest} (epoch {state.epoch} done)"
+            resumed_from = f"{ckpt.path} (epoch {state.epoch} done)"
             console.print(f"resuming from {resumed_from}")
     if ckpt is None:
         apply_initial_freeze(model, recipe)
@@ -182,8 +182,11 @@ def fit(
     raw_model = model
     task = task.to(accelerator.device)
     stage_log: list[dict] = []
+    first_stage = state.stage
     for stage_index in range(state.stage, len(stages)):
         stage = stages[stage_index]
+        if stage_index > first_stage:
+            fault_point("train.stage")
         resuming_mid_stage = ckpt is not None and state.stage_epoch > 0
         if ckpt is not None and state.trainable:
             # back to exactly what trained when the checkpoint was written
@@ -233,6 +236,7 @@ def fit(
                     with _maybe_no_sync(accelerator, model, not steps_now):
                         loss, count = task.train_loss(model, batch)
                         accelerator.backward(loss / in_group)
+                    fault_point("train.batch")
                     if steps_now:
                         if recipe.max_grad_norm:
                             accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)

@@ -26,6 +26,7 @@ from tunewise.data.loading import DataError, LabelMap
 from tunewise.data.normalize import NormalizerConfig
 from tunewise.data.prepare import PreparedData, split_off, subsample
 from tunewise.errors import ResumeMismatch
+from tunewise.faults import fault_point
 from tunewise.model_dir import (
     DATA_REPORT_FILE,
     HISTORY_FILE,
@@ -33,13 +34,14 @@ from tunewise.model_dir import (
     RUN_FILE,
     SPLIT_FILE,
     save_weights,
+    write_manifest,
     write_meta,
     write_recipe,
 )
 from tunewise.recipes.schema import Recipe
 from tunewise.threshold import resolve_normal_label
 from tunewise.tracks import get_track
-from tunewise.training.checkpoint import latest_checkpoint, write_json_atomic
+from tunewise.training.checkpoint import has_checkpoint, write_json_atomic
 from tunewise.training.distributed import is_main_process
 from tunewise.training.loop import FitResult, classification_task, fit
 
@@ -217,7 +219,7 @@ def train_model(opts: TrainOptions, console: Console | None = None) -> TrainOutc
                 f"{out}: cannot resume: the data, split, seed or recipe differ from the run that "
                 "wrote this directory. Use a new --out, or the same arguments."
             )
-    elif not opts.resume and latest_checkpoint(out / "checkpoints") is not None:
+    elif not opts.resume and has_checkpoint(out / "checkpoints"):
         raise DataError(
             f"{out} holds checkpoints of an earlier run; pass --resume to continue it, "
             "or choose another --out (nothing was overwritten)"
@@ -311,6 +313,7 @@ def _save_trained(
     out, recipe = Path(opts.out), opts.recipe
     adapted = _save_lora(built.model, out)
     save_weights(built.model, out, built.config)
+    fault_point("model.write")  # weights written, the rest not yet: --resume writes it all again
     write_meta(
         out,
         {
@@ -347,6 +350,7 @@ def _save_trained(
     )
     calibration = fit_temperature(track.logits(out, validation), np.asarray(_ids(data, validation)), "dev")
     calibration.save(out)
+    write_manifest(out)  # last: what loading will check the directory against
     console.print(
         f"calibration: temperature {calibration.temperature:.3f} fitted on dev · expected calibration "
         f"error {calibration.ece_before:.4f} → {calibration.ece_after:.4f}"

@@ -15,6 +15,7 @@ from accelerate.utils import gather_object, send_to_device
 from torch import nn
 from torch.utils.data import DataLoader
 
+from tunewise.faults import fault_point
 from tunewise.metrics import classification_metrics
 
 
@@ -89,6 +90,7 @@ class ClassificationTask:
             batch.pop("index", None)
             logits_parts.append(logits_of(model(**batch)).float().cpu())
             gold_parts.append(gold.cpu())
+            fault_point("train.eval")
         logits = torch.cat(logits_parts) if logits_parts else torch.zeros(0, len(self.labels))
         gold = torch.cat(gold_parts) if gold_parts else torch.zeros(0, dtype=torch.long)
         if accelerator.num_processes > 1:
