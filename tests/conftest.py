@@ -16,6 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property and fuzz tests (hypothesis, schemathesis) draw the same examples on every run, so a
+# red CI is reproducible; TUNEWISE_FUZZ=1 draws new ones each time, to look further locally.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", database=None)
+settings.load_profile("explore" if os.environ.get("TUNEWISE_FUZZ") == "1" else "repeatable")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "telecom_fraud_5"
 needs_shared_data = pytest.mark.skipif(

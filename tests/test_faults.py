@@ -6,6 +6,7 @@ weights of a run that was never interrupted (CPU, one thread: the arithmetic is 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,6 +81,10 @@ def _kill_and_resume(setup: dict, fault: str) -> tuple[Path, str, str]:
     _assert_checkpoints_readable(out / "checkpoints")
     if not fault.startswith("model.write"):
         assert not (out / "model.safetensors").exists()  # it did not get to the end
+    if fault.startswith("train.batch"):
+        # without --resume the finished epochs are protected, not overwritten
+        refused = _run([*setup["train"], "--out", str(out)])
+        assert refused.returncode == 2 and "--resume" in refused.stderr, refused.stderr[-2000:]
     resumed = _run([*setup["train"], "--out", str(out), "--resume"])
     return out, resumed.returncode, resumed.stderr
 
@@ -96,6 +101,18 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(setup: dict) -> None:
         leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
         assert not leftovers, (fault, leftovers)
         assert len(checkpoints(out / "checkpoints")) == 2, fault
+        # the same epochs, the same dev figures, as the run that was never interrupted
+        assert _history(out) == _history(setup["reference"]), fault
+    # the training time counts the epochs before the kill too, not only those after the resume
+    out = results["train.batch:5"][0]
+    history = json.loads((out / "history.json").read_text())
+    elapsed = load_checkpoint(latest_checkpoint(out / "checkpoints")).state.elapsed_s
+    assert elapsed >= sum(h["seconds"] for h in history)
+
+
+def _history(run: Path) -> list[dict]:
+    rows = json.loads((run / "history.json").read_text())
+    return [{k: v for k, v in h.items() if k not in ("seconds", "train_seconds")} for h in rows]
 
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(setup: dict) -> None:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from tunewise.data.prepare import prepare_data
 from tunewise.models import build_model
 from tunewise.recipes import parse_recipe
 from tunewise.tracks.text import TextSplit, fit_classifier
 from tunewise.training.checkpoint import latest_checkpoint, load_checkpoint
-
-from .conftest import make_messages, write_csv
 
 
 def _splits(path: Path):
@@ -79,82 +70,6 @@ def test_stages_change_what_trains(tmp_path: Path, tiny_bert_dir: Path, sms_csv:
     assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
     state = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints")).state
     assert state.epoch == 2 and state.stage == 2
-
-
-def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "tunewise",
-        "train",
-        "--data",
-        str(data),
-        "--recipe",
-        "scratch",
-        "--out",
-        str(out),
-        "--epochs",
-        "6",
-        "--no-progress",
-        "--seed",
-        "1",
-        *extra,
-    ]
-
-
-def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
-    data = write_csv(tmp_path / "sms.csv", make_messages(200, seed=5))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # identical arithmetic in all three runs
-    reference = tmp_path / "reference"
-    subprocess.run(_train_cmd(data, reference), check=True, env=env, capture_output=True)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _train_cmd(data, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    epoch = 0
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            # only the epoch, from state.json: reading the whole checkpoint while the live run
-            # prunes it races (its weights can vanish between two files of one read)
-            latest = latest_checkpoint(killed / "checkpoints")
-            state = json.loads((latest / "state.json").read_text()) if latest is not None else None
-            epoch = state["train"]["epoch"] if state else 0
-        except FileNotFoundError:  # the live run pruned that checkpoint while we read it
-            continue
-        if epoch >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert 2 <= epoch < 6
-    assert not (killed / "model.safetensors").exists()  # the run really did not finish
-
-    # without --resume the finished epochs are protected, not overwritten
-    refused = subprocess.run(_train_cmd(data, killed), env=env, capture_output=True, text=True)
-    assert refused.returncode == 2 and "--resume" in refused.stderr
-
-    resumed = subprocess.run(_train_cmd(data, killed, "--resume"), env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stderr
-    want, got = load_file(str(reference / "model.safetensors")), load_file(str(killed / "model.safetensors"))
-    assert want.keys() == got.keys()
-    for key in want:
-        assert torch.equal(want[key], got[key]), key
-
-    def without_timing(run: Path) -> list[dict]:
-        return [
-            {k: v for k, v in h.items() if k not in ("seconds", "train_seconds")}
-            for h in json.loads((run / "history.json").read_text())
-        ]
-
-    assert without_timing(killed) == without_timing(reference)
-    # the training time counts the epochs before the kill too, not only those after the resume
-    history = json.loads((killed / "history.json").read_text())
-    elapsed = load_checkpoint(latest_checkpoint(killed / "checkpoints")).state.elapsed_s
-    assert elapsed >= sum(h["seconds"] for h in history)
 
 
 def test_a_flat_metric_with_falling_loss_is_progress() -> None:

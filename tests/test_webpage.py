@@ -4,6 +4,8 @@ never run as HTML."""
 
 from __future__ import annotations
 
+import httpx
+
 from tunewise.inference import Predictor
 from tunewise.service import create_app
 
@@ -93,4 +95,34 @@ def test_api_docs_render_without_internet(browser, scratch_model):
         assert page.locator(".redoc-wrap").count() == 1
         # the only outside fetch allowed is ReDoc's own "API docs by Redocly" logo image
         assert [kind for kind, _ in outside if kind != "image"] == [], outside
+        page.close()
+
+
+def test_highlights_use_an_absolute_scale_and_the_key_field_shows_only_when_needed(browser, scratch_model):
+    predictor = Predictor(scratch_model[1])
+    with LiveServer(create_app(predictor)) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('labels')")
+        assert page.locator("#keybox").is_hidden()  # this server needs no key
+        # a message scored 0.000 whose characters move the score by 1e-5: nothing is painted;
+        # one that moves it by 0.3 is full colour, by 0.05 a fifth of it
+        colours = page.evaluate(
+            """() => Array.from(render({label: "normal", fraud_score: 0.0, probabilities: {normal: 1},
+                  attribution: {chars: ["a", "b", "c", "d"], weights: [1e-5, -2e-5, 0.3, -0.05]}})
+                  .querySelectorAll(".ch")).map((s) => s.style.background)"""
+        )
+        assert colours[:2] == ["", ""]
+        assert colours[2] == "rgba(198, 40, 40, 0.6)" and colours[3] == "rgba(46, 125, 50, 0.12)"
+        # English into a Chinese model is classified, with a warning on the page
+        page.fill("#input", "Your parcel is waiting at the depot, click the link to pay the fee")
+        page.click("#go")
+        page.wait_for_selector(".row .warning")
+        assert "trained on Chinese" in page.locator(".row .warning").inner_text()
+        assert httpx.get(f"{url}/favicon.ico").headers["content-type"].startswith("image/svg+xml")
+        page.close()
+    with LiveServer(create_app(predictor, api_key="s3cret")) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.wait_for_selector("#keybox:not([hidden])")  # asked for: the field appears
         page.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import os
 import sys
+from collections import deque
 from pathlib import Path
 
 import typer
@@ -15,15 +17,18 @@ from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedC
 from rich.table import Table
 
 from tunewise import __version__
-from tunewise.errors import USER_ERRORS
+from tunewise.errors import USER_ERRORS, DataError
 from tunewise.faults import fault_point
 
+# Plain (click) help: Typer's rich panels give on/off flags a value placeholder ("--resume
+# <bool>") and keep the docstrings' line breaks, so command descriptions wrapped mid-sentence
 app = typer.Typer(
     help="Fine-tune or train from scratch: recipes, one training loop, measured comparisons.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-recipes_app = typer.Typer(help="List and show training recipes.", no_args_is_help=True)
+recipes_app = typer.Typer(help="List and show training recipes.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(recipes_app, name="recipes")
 # soft_wrap: log lines stay one line each when stderr is a file or a CI log
 err = Console(stderr=True, soft_wrap=True)
@@ -34,6 +39,21 @@ def _fail(message: str, code: int = 2) -> None:
     # escaped: a message is data ("pip install 'tunewise[vision]'", a file's "[UNK]"), not markup
     err.print(f"[bold red]error[/]: {escape(message)}")
     raise typer.Exit(code)
+
+
+def _check_paths(model: Path | None = None, data: list[Path | None] = ()) -> None:
+    """Fail at once on a model directory or an input path that is not there or not right, before
+    any command imports torch (seconds) to find out."""
+    from tunewise.model_dir import require_model_dir
+
+    try:
+        if model is not None:
+            require_model_dir(model)
+        for path in data:
+            if path is not None and not Path(path).exists():
+                raise FileNotFoundError(f"{path}: no such file or folder")
+    except USER_ERRORS as e:
+        _fail(str(e))
 
 
 def _version(value: bool) -> None:
@@ -49,10 +69,10 @@ def main(
     ),
 ) -> None:
     """tunewise: decide between fine-tuning and training from scratch, with numbers."""
-    from transformers.utils import logging as hf_logging
-
     # our own progress bars say what is happening; transformers' per-file bars are noise here
-    hf_logging.disable_progress_bar()
+    # (set in the environment, read when transformers loads: importing it here would make
+    # every command, and so every argument error, wait for it)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _long_text_option():
@@ -157,12 +177,26 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="Plain log lines, no progress bars."),
 ) -> None:
     """Train a classifier with a recipe; writes a Hugging Face model directory to --out."""
-    from tunewise.data.normalize import NormalizerConfig
+    if not data.exists():  # before any import: the commonest mistake costs nothing
+        _fail(f"{data}: no such file or folder")
+    from tunewise.pretrained import suited_recipe
     from tunewise.recipes.schema import load_recipe
-    from tunewise.training.run import TrainOptions, train_model
 
+    recipe, note = suited_recipe(recipe, pretrained)
+    if note:
+        err.print(f"[cyan]note[/] {escape(note)}")
     try:
         spec = load_recipe(recipe)
+        # the arguments first, torch after: a wrong path, column or recipe is an instant error
+        from tunewise.data.loading import check_source
+        from tunewise.data.normalize import NormalizerConfig
+
+        if spec.track == "text":
+            check_source(data, text_column=text_column, label_column=label_column)
+        elif not data.exists():
+            raise FileNotFoundError(f"{data}: no such file or folder")
+        from tunewise.training.run import TrainOptions, train_model
+
         if epochs is not None:
             spec = spec.with_epochs(epochs)
         if batch_size is not None:
@@ -245,6 +279,8 @@ def _parse_image_size(value: str | None) -> int | dict[str, int] | None:
 
 
 def _parse_test_sets(specs: list[str]) -> list:
+    if not specs:
+        return []  # without importing tunewise.ood (numpy): an argument error stays instant
     from tunewise.ood import TestSet
 
     try:
@@ -281,15 +317,16 @@ def evaluate(
 ) -> None:
     """Score a trained model: metrics.json (accuracy, macro-F1, per class, confusion matrix) + PNG,
     and each --test-data set."""
-    from tunewise.evaluation import evaluate_model
-    from tunewise.ood import describe
-
     if split not in ("auto", "all", "train", "dev", "test"):
         _fail(f"--split must be auto, all, train, dev or test; got {split!r}")
     _check_long_text(long_text)
     test_sets = _parse_test_sets(test_data)
     if data is None and not test_sets:
         _fail("give --data, --test-data NAME=PATH, or both")
+    _check_paths(model=model, data=[data, *(t.path for t in test_sets)])
+    from tunewise.evaluation import evaluate_model
+    from tunewise.ood import describe
+
     try:
         metrics = evaluate_model(
             model,
@@ -364,10 +401,7 @@ def predict(
 
     Under `accelerate launch` (or torchrun) the work is shared among the processes, and the
     main process writes one output in input order."""
-    from tunewise.data.loading import Problem, stream_data
-    from tunewise.inference import Predictor
-    from tunewise.training.distributed import is_main_process, local_device, world_size
-
+    _check_paths(model=model, data=[input_file, image])
     if _is_image_model(model):
         if text is not None:
             _fail(f"{model} classifies images: give --image FILE or --input FOLDER --output FILE")
@@ -384,6 +418,10 @@ def predict(
     _check_long_text(long_text)
     if backend not in ("auto", "torch", "onnx"):
         _fail(f"--backend must be auto, torch or onnx, got {backend!r}")
+    from tunewise.data.loading import Problem, stream_data
+    from tunewise.inference import Predictor
+    from tunewise.training.distributed import is_main_process, local_device, world_size
+
     try:
         predictor = Predictor(
             model,
@@ -407,15 +445,20 @@ def predict(
             return
         # streamed: a file of any size is scored in constant memory, written as it goes
         problems = 0
+        # each row's other columns (an id, the true label...), in step with the texts: the
+        # scores come back in input order, so the first waiting belongs to the next result
+        passed: deque[dict] = deque()
 
         def texts():
             nonlocal problems
-            for item in stream_data(input_file, text_column=text_column, require_labels=False):
+            rows = stream_data(input_file, text_column=text_column, require_labels=False, keep_columns=True)
+            for item in rows:
                 if isinstance(item, Problem):
                     problems += 1
                     if problems <= 10 and is_main_process():
                         err.print(f"[yellow]skipped[/] {item}")
                     continue
+                passed.append(item.columns or {})
                 yield item.text
 
         with Progress(
@@ -434,6 +477,7 @@ def predict(
                 on_row=lambda: progress.advance(task),
                 score=predictor.normal_label is not None,
                 flag=predictor.threshold is not None,
+                passed=passed,
             )
     except USER_ERRORS as e:
         _fail(str(e))
@@ -542,30 +586,64 @@ def _write_image_predictions(path: Path, predictor, files: list[Path], chunk: in
     return len(files)
 
 
+def _cell(value: object) -> object:
+    """A passed-through value as a CSV cell: nested JSON values stay JSON."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+
+
 def _write_predictions(
-    path: Path, results, labels: list[str], on_row=None, score: bool = False, flag: bool = False
+    path: Path,
+    results,
+    labels: list[str],
+    on_row=None,
+    score: bool = False,
+    flag: bool = False,
+    passed: deque[dict] | None = None,
 ) -> tuple[int, int]:
     """Write predictions as they arrive into ``path.part``, renamed to ``path`` when complete
-    (an interrupted run never leaves a truncated file under the final name).
+    (an interrupted run never leaves a truncated file under the final name). ``passed`` holds,
+    in input order, each row's other input columns: they are written beside the text (one
+    named like an output column, ``label`` say, as ``input_label``).
     Returns (rows written, long texts)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     written = windowed = 0
     jsonl = path.suffix.lower() == ".jsonl"
+    extra = ["fraud_score"] * score + ["flagged"] * flag
+    outputs = ["text", "label", *[f"p_{lab}" for lab in labels], *extra, "tokens", "long_text"]
+    reserved = set(outputs) | {"probabilities", "fraud_score", "flagged", "handling"}
+    columns: list[str] | None = None  # the input's columns, from its first row
+
+    def renamed(row: dict) -> dict:
+        return {(f"input_{k}" if k in reserved else k): v for k, v in row.items()}
+
     # utf-8-sig for CSV so Excel, the tool most users open a CSV with, shows the Chinese correctly
     with part.open("w", encoding="utf-8" if jsonl else "utf-8-sig", newline="") as f:
         writer = None if jsonl else csv.writer(f)
-        if writer is not None:
-            extra = ["fraud_score"] * score + ["flagged"] * flag
-            writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels], *extra, "tokens", "long_text"])
         for r in results:
+            inputs = renamed(passed.popleft()) if passed else {}
             if writer is None:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+                record = r.to_dict()
+                f.write(
+                    json.dumps({"text": record.pop("text"), **inputs, **record}, ensure_ascii=False) + "\n"
+                )
             else:
+                if columns is None:
+                    columns = list(inputs)
+                    writer.writerow([outputs[0], *columns, *outputs[1:]])
+                elif set(inputs) - set(columns):
+                    raise DataError(
+                        f"row {written + 1} of the input has columns {sorted(set(inputs) - set(columns))} "
+                        f"that the first row had not; a CSV output keeps one header: write --output "
+                        f"{path.with_suffix('.jsonl').name} instead"
+                    )
                 probs = [f"{r.probabilities[lab]:.6f}" for lab in labels]
                 # built only when its column exists: a model without a normal class has no score
-                extra = ([f"{r.fraud_score:.6f}"] if score else []) + ([int(bool(r.flagged))] if flag else [])
-                writer.writerow([r.text, r.label, *probs, *extra, r.tokens, r.handling])
+                extra_values = ([f"{r.fraud_score:.6f}"] if score else []) + (
+                    [int(bool(r.flagged))] if flag else []
+                )
+                values = [_cell(inputs.get(c, "")) for c in columns]
+                writer.writerow([r.text, *values, r.label, *probs, *extra_values, r.tokens, r.handling])
             written += 1
             windowed += r.handling != "full"
             fault_point("predict.row")
@@ -1131,10 +1209,6 @@ def recipes_show(name: str = typer.Argument(..., help="Built-in recipe name or Y
     sys.stdout.write(recipe.to_yaml())
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 # what a write fails with when the disk (or a quota, or a file size limit) is full
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -1158,3 +1232,7 @@ def run() -> None:
             "written are intact. Free some space and rerun (training: with --resume)."
         )
         sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

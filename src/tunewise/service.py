@@ -13,6 +13,7 @@ The server binds to 127.0.0.1 unless told otherwise; an API key is optional.
 
 from __future__ import annotations
 
+import re
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -149,6 +150,49 @@ def _errors(*codes: int) -> dict:
     return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
 
 
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def _letters(text: str) -> list[str]:
+    return [c for c in text if c.isalpha()]
+
+
+def model_script_is_chinese(predictor: Predictor) -> bool:
+    """Whether the model reads Chinese: most of its vocabulary's one-character tokens are
+    Chinese characters (the bundled encoder, a TextCNN trained on Chinese SMS)."""
+    vocab = predictor.tokenizer.get_vocab()
+    singles = [t for t in vocab if len(t) == 1 and t.isalpha()]
+    return bool(singles) and sum(bool(_CJK.match(t)) for t in singles) > len(singles) / 2
+
+
+def script_warning(text: str, chinese_model: bool) -> str | None:
+    """A note for a message in a script the model never learned: letters, but under a fifth of
+    them Chinese, into a Chinese model (English, say). Its scores mean little.
+
+    Example:
+        >>> script_warning("Your parcel is waiting, click the link", chinese_model=True)[:36]
+        'This model was trained on Chinese te'
+        >>> script_warning("您的快递 is waiting", chinese_model=True) is None
+        True
+    """
+    letters = _letters(text)
+    if not chinese_model or len(letters) < 4:
+        return None
+    share = sum(bool(_CJK.match(c)) for c in letters) / len(letters)
+    if share >= 0.2:
+        return None
+    return (
+        "This model was trained on Chinese text; this message is mostly in another script "
+        f"({100 * share:.0f}% of its letters are Chinese), so its scores are unreliable."
+    )
+
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
+    'fill="#1565c0"/><path d="M9 17l5 5 9-11" stroke="#fff" stroke-width="4" fill="none"/></svg>'
+)
+
+
 def create_app(
     predictor: Predictor,
     *,
@@ -170,6 +214,7 @@ def create_app(
     # one forward pass at a time (the cores are shared anyway), over every request waiting
     batcher = MicroBatcher(predictor, max_batch=max_batch)
     meta = predictor.loaded.meta
+    chinese_model = model_script_is_chinese(predictor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -213,6 +258,7 @@ def create_app(
             "threshold_choice": asdict(choice) if choice else None,
             "calibration": asdict(predictor.calibration) if predictor.calibration else None,
             "limits": asdict(limits),
+            "api_key_required": api_key is not None,
             "batching": {"max_batch": batcher.max_batch, **batcher.stats.as_dict()},
         }
 
@@ -242,6 +288,9 @@ def create_app(
             item = r.to_dict()
             if explained is not None:
                 item["attribution"] = explained[i]
+            warning = script_warning(texts[i], chinese_model)
+            if warning:
+                item["warning"] = warning
             out.append(item)
         return {"results": out, "threshold": predictor.threshold}
 
@@ -278,6 +327,11 @@ def _common_routes(app: FastAPI) -> None:
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok"}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        # browsers ask for it whatever the page says; an SVG answers (no 404 in every log)
+        return Response(FAVICON, media_type="image/svg+xml")
 
 
 def create_image_app(
@@ -328,6 +382,7 @@ def create_image_app(
             "image_size": predictor.inputs.size,
             "calibration": asdict(predictor.calibration) if predictor.calibration else None,
             "limits": asdict(limits),
+            "api_key_required": api_key is not None,
         }
 
     @app.post(

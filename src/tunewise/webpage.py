@@ -13,6 +13,7 @@ PAGE = r"""<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tunewise · 诈骗短信识别</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","PingFang SC",sans-serif;
 max-width:960px;margin:2em auto;padding:0 1em;color:#222}
@@ -27,7 +28,7 @@ button{font-size:1em;padding:.4em 1.2em;margin:.5em .5em .5em 0;cursor:pointer}
 .bar .fill{background:#1565c0;height:100%;border-radius:3px}
 .text{font-size:1.1em;line-height:1.9;margin:.5em 0;word-break:break-all}
 .text span{border-radius:2px}
-.legend{font-size:.8em;color:#666}.error{color:#b00020}
+.legend{font-size:.8em;color:#666}.error{color:#b00020}.warning{color:#8a5a00;font-size:.9em}
 </style>
 </head>
 <body>
@@ -35,10 +36,12 @@ button{font-size:1em;padding:.4em 1.2em;margin:.5em .5em .5em 0;cursor:pointer}
 <p>Paste one message, or several — one per line. Each gets a label, its class probabilities,
 and the characters that drove the decision: <span style="background:rgba(198,40,40,.45)">red</span>
 pushed towards fraud, <span style="background:rgba(46,125,50,.45)">green</span> away from it
-(occlusion: how much the score changes when the character is removed).</p>
+(occlusion: how much the score changes when the character is removed; full colour at a
+change of 0.25, none under 0.01).</p>
 <textarea id="input" placeholder="例如：您的ETC已失效，请点击链接重新认证"></textarea>
 <div><label><input type="checkbox" id="multi" checked> one message per line</label>
-<label style="margin-left:1em">API key <input type="password" id="key" size="18"></label></div>
+<label id="keybox" style="margin-left:1em" hidden>API key
+<input type="password" id="key" size="18"></label></div>
 <button id="go">Classify</button><span id="status"></span>
 <div id="model" class="legend"></div>
 <div id="results"></div>
@@ -59,8 +62,11 @@ function headers() {
 async function loadModel() {
   try {
     const r = await fetch("/v1/model", {headers: headers()});
+    // the key field shows only when the server asks for a key
+    if (r.status === 401) { $("keybox").hidden = false; return; }
     if (!r.ok) return;
     const m = await r.json();
+    $("keybox").hidden = !m.api_key_required;
     $("model").textContent = "model: " + (m.recipe || "?") + " · labels: " + m.labels.join(", ") +
       (m.threshold !== null ? " · threshold " + m.threshold.toFixed(3) : "") + " · backend " + m.backend;
   } catch (e) {}
@@ -77,15 +83,20 @@ function render(result) {
   if (result.fraud_score !== undefined)
     head.appendChild(el("span", "legend", "  fraud score " + result.fraud_score.toFixed(3)));
   row.appendChild(head);
+  if (result.warning) row.appendChild(el("div", "warning", "⚠ " + result.warning));
   const text = el("div", "text");
   const a = result.attribution;
   if (a) {
-    const peak = Math.max(1e-6, ...a.weights.map(Math.abs));
+    // an absolute scale, the same for every message: a character that moves the score by
+    // 0.25 is full colour, one that moves it by less than 0.01 is not painted at all (scaling
+    // to each message's largest weight painted noise of 1e-5 red on a message scored 0.000)
     a.chars.forEach((c, i) => {
       const s = el("span", "ch", c);
-      const w = a.weights[i] / peak;
-      s.dataset.weight = String(a.weights[i]);
-      s.style.background = w >= 0 ? "rgba(198,40,40," + (0.6 * w).toFixed(3) + ")"
+      const raw = a.weights[i];
+      const w = Math.abs(raw) < 0.01 ? 0 : Math.max(-1, Math.min(1, raw / 0.25));
+      s.dataset.weight = String(raw);
+      if (w !== 0)
+        s.style.background = w > 0 ? "rgba(198,40,40," + (0.6 * w).toFixed(3) + ")"
                                    : "rgba(46,125,50," + (-0.6 * w).toFixed(3) + ")";
       s.title = (a.weights[i] >= 0 ? "+" : "") + a.weights[i].toFixed(4);
       text.appendChild(s);
@@ -146,6 +157,7 @@ IMAGE_PAGE = r"""<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tunewise · image classification</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;
 max-width:960px;margin:2em auto;padding:0 1em;color:#222}
@@ -166,7 +178,8 @@ cursor:pointer}
 <h1>Image classification · tunewise</h1>
 <div id="drop">Drop images here, or click to choose files
 <input type="file" id="files" accept="image/*" multiple hidden></div>
-<div><label>API key <input type="password" id="key" size="18"></label><span id="status"></span></div>
+<div><label id="keybox" hidden>API key <input type="password" id="key" size="18"></label>
+<span id="status"></span></div>
 <div id="model" class="legend"></div>
 <div id="results"></div>
 <script>
@@ -186,8 +199,11 @@ function headers(extra) {
 async function loadModel() {
   try {
     const r = await fetch("/v1/model", {headers: headers()});
+    // the key field shows only when the server asks for a key
+    if (r.status === 401) { $("keybox").hidden = false; return; }
     if (!r.ok) return;
     const m = await r.json();
+    $("keybox").hidden = !m.api_key_required;
     $("model").textContent = "model: " + (m.recipe || "?") + " (" + (m.architecture || "?") + ", " +
       m.image_size + "px) · labels: " + m.labels.join(", ") + " · backend " + m.backend;
   } catch (e) {}

@@ -27,7 +27,7 @@ from tunewise.data.normalize import NormalizerConfig
 from tunewise.data.prepare import subsample
 from tunewise.errors import CompareError
 from tunewise.ood import describe
-from tunewise.pretrained import BUNDLED_DIR, resolve_pretrained
+from tunewise.pretrained import resolve_pretrained, suited_recipe
 from tunewise.recipes.schema import Recipe, load_recipe
 from tunewise.threshold import no_normal_class_message, resolve_normal_label
 from tunewise.training.checkpoint import write_json_atomic
@@ -96,9 +96,9 @@ def default_recipes(pretrained: str | None, images: bool = False) -> list[str]:
     """
     if images:
         return ["image-scratch", "image-finetune"]
-    resolved = resolve_pretrained(pretrained)
-    bundled = resolved is not None and Path(resolved).parent == BUNDLED_DIR
-    return ["scratch", "scratch-transformer", "finetune-small" if bundled or resolved is None else "finetune"]
+    if resolve_pretrained(pretrained) is None:  # no encoder installed: the small rates
+        return ["scratch", "scratch-transformer", "finetune-small"]
+    return ["scratch", "scratch-transformer", suited_recipe("finetune", pretrained)[0]]
 
 
 def run_key(recipe: str, fraction: float, seed: int) -> str:

@@ -550,7 +550,39 @@ def verdict(results: dict) -> list[str]:
                 "learning curve and the seed spread before choosing."
             )
     at = next((i for i, line in enumerate(lines) if line.startswith("Recommendation")), len(lines))
+    if at < len(lines) and TFIDF in names and neural and fr:
+        lines[at] = _weigh_reference(lines[at], versus, table)
     return lines[:at] + _budget_lines(results) + generalisation(results) + lines[at:]
+
+
+def _weigh_reference(recommendation: str, versus: list, table: dict) -> str:
+    """The regimes' recommendation, weighed against the TF-IDF reference: where the reference
+    is as accurate as the best neural recipe (ahead, or within noise), it is the cheaper
+    choice and the recommendation says so — with its training time beside theirs."""
+    level = [(g, n) for g, n in versus if g.outcome != "scratch"]  # TF-IDF ahead or tied
+    if not level:
+        return recommendation
+    regimes = recommendation.removeprefix("Recommendation: ")
+
+    def seconds(name: str, fraction: float) -> float:
+        return table[(name, fraction)].mean("train_seconds") or 0.0
+
+    detail = "; ".join(
+        f"{fmt_fraction(g.fraction)}: {g.fmt()} points vs {n}, "
+        f"{seconds(TFIDF, g.fraction):.1f} s vs {seconds(n, g.fraction):,.0f} s of training"
+        for g, n in level
+    )
+    if len(level) == len(versus):
+        return (
+            "Recommendation: the TF-IDF + linear SVM reference is as accurate as the best neural "
+            f"recipe at every label budget measured here, for a fraction of the training ({detail}) — "
+            f"start with it. Between the two neural regimes: {regimes[0].lower() + regimes[1:]}"
+        )
+    budgets = ", ".join(fmt_fraction(g.fraction) for g, _ in level)
+    return (
+        f"{recommendation} Except at {budgets} of the labels: there the TF-IDF + linear SVM reference "
+        f"is as accurate or more, for a fraction of the training ({detail}) — prefer it there."
+    )
 
 
 def generalisation(results: dict) -> list[str]:

@@ -12,7 +12,7 @@ import fnmatch
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -38,6 +38,8 @@ class Example:
     label: str | None
     source: str
     line: int
+    # the row's other columns, in file order, when asked for (prediction passes them through)
+    columns: dict[str, object] | None = field(default=None, compare=False, hash=False)
 
     @property
     def where(self) -> str:
@@ -296,6 +298,7 @@ def _iter_delimited(
     text_column: str | None,
     label_column: str | None,
     require_labels: bool,
+    keep_columns: bool = False,
 ) -> Iterator[Example | Problem]:
     lines = _Lines(stream)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -362,6 +365,11 @@ def _iter_delimited(
             lines.put_back_all_but_first()
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
             line = start
+        if keep_columns and isinstance(checked, Example):
+            others = {
+                name: value for i, (name, value) in enumerate(zip(header, row, strict=True)) if i != text_idx
+            }
+            checked = replace(checked, columns=others)
         yield checked
 
 
@@ -371,6 +379,7 @@ def _iter_jsonl(
     text_column: str | None,
     label_column: str | None,
     require_labels: bool,
+    keep_columns: bool = False,
 ) -> Iterator[Example | Problem]:
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -390,7 +399,10 @@ def _iter_jsonl(
             yield Problem(source, number, f"no text field among {keys}")
             continue
         label = obj[keys[l_idx]] if l_idx is not None else None
-        yield _check_row(obj[keys[t_idx]], label, source, number, require_labels)
+        checked = _check_row(obj[keys[t_idx]], label, source, number, require_labels)
+        if keep_columns and isinstance(checked, Example):
+            checked = replace(checked, columns={k: v for k, v in obj.items() if k != keys[t_idx]})
+        yield checked
 
 
 def _iter_label_tab_text(
@@ -417,13 +429,14 @@ def _iter_rows(
     text_column: str | None,
     label_column: str | None,
     require_labels: bool,
+    keep_columns: bool = False,
 ) -> Iterator[Example | Problem]:
     if fmt == "jsonl":
-        return _iter_jsonl(stream, source, text_column, label_column, require_labels)
+        return _iter_jsonl(stream, source, text_column, label_column, require_labels, keep_columns)
     if fmt == "label-tab-text":
         return _iter_label_tab_text(stream, source, require_labels)
     delimiter = "\t" if fmt == "tsv" else ","
-    return _iter_delimited(stream, source, delimiter, text_column, label_column, require_labels)
+    return _iter_delimited(stream, source, delimiter, text_column, label_column, require_labels, keep_columns)
 
 
 # How much of a file is read to detect its encoding and format before streaming it.
@@ -443,6 +456,30 @@ def data_files(path: str | Path) -> list[Path]:
     return files
 
 
+def check_source(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    require_labels: bool = True,
+) -> None:
+    """Fail fast, before anything heavy is loaded: ``path`` exists and every data file in it
+    opens and has the columns asked for. Reads each file's header and first row only.
+
+    Example:
+        >>> check_source("no-such.csv")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no-such.csv: no such file or folder
+    """
+    for file in data_files(path):
+        rows = stream_file(
+            file, text_column=text_column, label_column=label_column, require_labels=require_labels
+        )
+        next(rows, None)  # the header is checked when the first row is read
+        rows.close()
+
+
 def stream_data(path: str | Path, **kwargs) -> Iterator[Example | Problem]:
     """:func:`stream_file` over a file or each supported file of a folder."""
     for file in data_files(path):
@@ -455,11 +492,13 @@ def stream_file(
     text_column: str | None = None,
     label_column: str | None = None,
     require_labels: bool = False,
+    keep_columns: bool = False,
 ) -> Iterator[Example | Problem]:
     """Rows of one file, read lazily: memory stays constant however large the file is.
 
     The encoding and format are detected from the first MiB. Used to score files too large
-    to load (``tunewise predict --input``).
+    to load (``tunewise predict --input``). With ``keep_columns`` each example carries the
+    row's other columns (``Example.columns``), for output that passes them through.
 
     Example:
         >>> rows = stream_file("huge.csv")  # doctest: +SKIP
@@ -475,7 +514,9 @@ def stream_file(
     source = str(path)
     with path.open(encoding=encoding, newline="" if fmt in ("csv", "tsv") else None) as stream:
         try:
-            yield from _iter_rows(stream, fmt, source, text_column, label_column, require_labels)
+            yield from _iter_rows(
+                stream, fmt, source, text_column, label_column, require_labels, keep_columns
+            )
         except UnicodeDecodeError as err:
             raise DataError(
                 f"{source}: not {encoding} throughout (detected from its first MiB): {err.reason} "

@@ -268,10 +268,13 @@ def load_checkpoint(path: Path, verify: bool = True) -> Checkpoint:
         raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
-def resume_checkpoint(directory: Path, warn: Callable[[str], None] = print) -> Checkpoint | None:
+def resume_checkpoint(
+    directory: Path, warn: Callable[[str], None] = print, clean: bool = True
+) -> Checkpoint | None:
     """The newest checkpoint in ``directory`` that reads back intact, or ``None`` when there
     are none. The one ``latest`` points to is tried first; a damaged one is reported
-    through ``warn`` and the next older one is tried. Raises :class:`CheckpointError`
+    through ``warn`` and the next older one is tried. ``clean`` first removes what a killed
+    write left behind (:func:`clean_stale`). Raises :class:`CheckpointError`
     when checkpoints exist but none is readable.
 
     Example:
@@ -280,7 +283,8 @@ def resume_checkpoint(directory: Path, warn: Callable[[str], None] = print) -> C
         3
     """
     directory = Path(directory)
-    clean_stale(directory)
+    if clean:  # under several processes only the main one, which writes, removes anything
+        clean_stale(directory)
     pointed = latest_checkpoint(directory)
     candidates = checkpoints(directory)
     if pointed is not None:

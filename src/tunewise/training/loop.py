@@ -164,7 +164,11 @@ def fit(
     ckpt = None
     resumed_from = None
     if resume:
-        ckpt = resume_checkpoint(ckpt_dir, warn=lambda m: console.print(f"[yellow]{escape(m)}[/]"))
+        ckpt = resume_checkpoint(
+            ckpt_dir,
+            warn=lambda m: console.print(f"[yellow]{escape(m)}[/]"),
+            clean=accelerator.is_main_process,
+        )
         if ckpt is None:
             console.print("[yellow]--resume: no checkpoint found; starting from the beginning[/]")
         else:

@@ -31,6 +31,7 @@ from tunewise.model_dir import (
     DATA_REPORT_FILE,
     HISTORY_FILE,
     LABELS_FILE,
+    MANIFEST_FILE,
     RUN_FILE,
     SPLIT_FILE,
     save_weights,
@@ -311,6 +312,9 @@ def _save_trained(
     """Write the trained model directory: weights (LoRA adapters too), meta, history, labels
     and the temperature calibration fitted on the examples that chose the epoch."""
     out, recipe = Path(opts.out), opts.recipe
+    # a manifest from an earlier save describes files about to be replaced (and calibration
+    # below loads this directory): it goes first and is written again, last
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
     adapted = _save_lora(built.model, out)
     save_weights(built.model, out, built.config)
     fault_point("model.write")  # weights written, the rest not yet: --resume writes it all again
