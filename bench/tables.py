@@ -110,7 +110,15 @@ def _demo(r: dict) -> str:
     return "".join(lines)
 
 
+def _cli_startup(r: dict) -> str:
+    rows = "".join(
+        f"| `{name}` | {c['seconds']:.2f} s | {c['ratio']:.2f} |\n" for name, c in r["cases"].items()
+    )
+    return "| command | median | × `--help` |\n|---|---|---|\n" + rows
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "cli_startup": ("cli_startup.json", _cli_startup),
     "service_soak": ("service_soak.json", _service_soak),
     "demo": ("demo.json", _demo),
 }

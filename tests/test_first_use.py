@@ -95,8 +95,9 @@ def test_finetune_with_the_bundled_encoder_becomes_finetune_small(tmp_path: Path
     recipe_file = tmp_path / "finetune.yaml"  # a file is used as it is
     assert suited_recipe(str(recipe_file), None) == (str(recipe_file), None)
     # the command says so, with the way to keep `finetune` (here it then stops on the data)
+    data = str(BAD / "no_label_column.csv")
     result = CliRunner().invoke(
-        app, ["train", "--data", "nonexistent.csv", "--recipe", "finetune", "--out", str(tmp_path / "o")]
+        app, ["train", "--data", data, "--recipe", "finetune", "--out", str(tmp_path / "o")]
     )
     text = " ".join(result.output.split())
     assert "using recipe 'finetune-small' instead of 'finetune'" in text

@@ -42,8 +42,12 @@ def test_page_classifies_highlights_and_escapes(browser, scratch_model, tmp_path
         # highlighted characters: one span per character, coloured by its attribution
         spans = rows.nth(0).locator(".ch")
         assert spans.count() == len(messages[0])
-        colours = page.eval_on_selector_all(".row:first-child .ch", "els => els.map(e => e.style.background)")
-        assert any("rgba" in c for c in colours)
+        # painted exactly where the character moves the score by 0.01 or more (absolute scale;
+        # the scale itself is checked on fixed weights below)
+        painted = page.eval_on_selector_all(
+            ".row:first-child .ch", "els => els.map(e => [parseFloat(e.dataset.weight), e.style.background])"
+        )
+        assert all((abs(w) >= 0.01) == ("rgba" in c) for w, c in painted), painted
         # the hostile message is shown as text: no script ran, no element was created from it
         assert rows.nth(2).locator(".text").inner_text() == HOSTILE
         assert page.locator("#results script, #results img").count() == 0
