@@ -48,7 +48,7 @@ def _check_paths(model: Path | None = None, data: list[Path | None] = ()) -> Non
 
     try:
         if model is not None:
-            require_model_dir(model)
+            require_model_dir(model, verify=False)  # loading checks the files (hashes) once
         for path in data:
             if path is not None and not Path(path).exists():
                 raise FileNotFoundError(f"{path}: no such file or folder")

@@ -95,12 +95,15 @@ def has_config(directory: str | Path) -> bool:
     return (Path(directory) / CONFIG_FILE).is_file()
 
 
-def require_model_dir(directory: str | Path) -> Path:
+def require_model_dir(directory: str | Path, verify: bool = True) -> Path:
     """``directory`` as a Path once it is checked (see the module docstring), or a
-    :class:`ModelError` saying what is wrong with it."""
+    :class:`ModelError` saying what is wrong with it. ``verify=False`` only checks that it is
+    a model directory (the command line, before it loads anything, so weights are hashed once)."""
     directory = Path(directory)
     if not has_config(directory):
         raise ModelError(f"{directory}: not a model directory (no {CONFIG_FILE})")
+    if not verify:
+        return directory
     config = _read_json_object(directory / CONFIG_FILE)
     _check_manifest(directory)
     if (directory / WEIGHTS_FILE).is_file():
@@ -128,7 +131,8 @@ def _read_json_object(path: Path) -> dict:
     return value
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, hex (checkpoints and the manifest both record these)."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -149,7 +153,7 @@ def write_manifest(directory: str | Path) -> dict[str, str]:
         for p in directory.iterdir()
         if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in _MANIFEST_PATTERNS)
     )
-    sums = {name: _sha256(directory / name) for name in names}
+    sums = {name: sha256_file(directory / name) for name in names}
     write_json_atomic(directory / MANIFEST_FILE, {"sha256": sums})
     return sums
 
@@ -162,7 +166,7 @@ def _check_manifest(directory: Path) -> None:
         path = directory / name
         if not path.is_file():
             raise ModelError(f"{directory}: {name} is missing (it is listed in {MANIFEST_FILE}); restore it")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise ModelError(
                 f"{path}: changed since training (its SHA-256 differs from {MANIFEST_FILE}): "
                 "damaged or altered; restore it or retrain"

@@ -15,7 +15,6 @@ Weights are safetensors; optimizer and scheduler states are loaded with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from tunewise.errors import CheckpointError
 from tunewise.faults import fault_point
+from tunewise.model_dir import sha256_file
 
 LATEST = "latest"
 KEEP = 2  # checkpoints kept: the newest, and one to fall back to if the newest is damaged
@@ -125,11 +125,6 @@ def _set_rng_state(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _epoch_of(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[1])
 
@@ -186,7 +181,7 @@ def save_checkpoint(
         torch.save(scheduler_state, tmp / "scheduler.pt")
         rng_meta, rng_tensors = _rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
-        sums = {name: _sha256(tmp / name) for name in _FILES}
+        sums = {name: sha256_file(tmp / name) for name in _FILES}
         write_json_atomic(tmp / "state.json", {"train": state.to_dict(), "rng": rng_meta, "sha256": sums})
         if final.exists():  # an epoch redone after a resume: its old checkpoint goes aside first
             final.rename(Path(tempfile.mkdtemp(dir=directory, prefix=_TRASH_PREFIX)) / final.name)
@@ -251,7 +246,7 @@ def load_checkpoint(path: Path, verify: bool = True) -> Checkpoint:
         for name, want in (data.get("sha256") or {}).items():
             if not (path / name).is_file():
                 raise CheckpointError(f"{path}: {name} is missing")
-            if _sha256(path / name) != want:
+            if sha256_file(path / name) != want:
                 raise CheckpointError(f"{path}: {name} does not match its checksum (damaged or altered)")
     try:
         return Checkpoint(
