@@ -112,9 +112,10 @@ def _demo(r: dict) -> str:
 
 def _cli_startup(r: dict) -> str:
     rows = "".join(
-        f"| `{name}` | {c['seconds']:.2f} s | {c['ratio']:.2f} |\n" for name, c in r["cases"].items()
+        f"| `{name}` | {c['seconds']:.2f} s | {c['ratio']:.2f} | {c['ratio_to_floor']:.2f} |\n"
+        for name, c in r["cases"].items()
     )
-    return "| command | median | × `--help` |\n|---|---|---|\n" + rows
+    return "| command | median | × `--help` | × Typer's floor |\n|---|---|---|---|\n" + rows
 
 
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {

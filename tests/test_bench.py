@@ -216,3 +216,20 @@ def test_train_throughput_bench_runs_both_loops_on_the_same_data(tmp_path: Path,
     # the same examples for every arm; the table prints ratios against Trainer
     assert block["train"] == 64 and "| bundled | trainer | " in done.stdout and "1.00x" in done.stdout
     assert "tunewise profile:" in done.stdout
+
+
+def test_cli_startup_bench_times_every_error_against_help_and_the_floor(tmp_path: Path) -> None:
+    out = tmp_path / "cli.json"
+    # its exit status is the 2x target, a timing: not asserted here (no timing thresholds in tests)
+    subprocess.run(
+        [sys.executable, str(BENCH / "cli_startup.py"), "--repeats", "1", "--out", str(out)],
+        capture_output=True,
+        timeout=300,
+    )
+    report = json.loads(out.read_text(encoding="utf-8"))
+    cases = report["cases"]
+    assert cases["tunewise --help (baseline)"]["exit"] == 0 and len(cases) == 7
+    errors = {name: c for name, c in cases.items() if "baseline" not in name}
+    assert all(c["exit"] == 2 and c["message"] for c in errors.values()), errors
+    assert "no recipe 'scrach'" in cases["train --recipe scrach (misspelled)"]["message"]
+    assert report["floor_s"] > 0 and all(c["ratio_to_floor"] > 0 for c in cases.values())

@@ -17,7 +17,8 @@ from tunewise.pretrained import suited_recipe
 
 BAD = Path(__file__).parent / "bad_inputs"
 
-# runs the command line in a fresh interpreter and reports whether torch got imported
+# runs the command line in a fresh interpreter and reports whether torch, transformers and the
+# recipe models (pydantic, validated only once the arguments are known to be right) got imported
 _PROBE = """
 import sys
 from tunewise.cli import run
@@ -25,7 +26,8 @@ sys.argv = ["tunewise", *sys.argv[1:]]
 try:
     run()
 except SystemExit as e:
-    print("exit", e.code, "torch" in sys.modules, "transformers" in sys.modules, file=sys.stderr)
+    heavy = ("torch", "transformers", "tunewise.recipes.schema")
+    print("exit", e.code, *(name in sys.modules for name in heavy), file=sys.stderr)
 """
 
 
@@ -50,7 +52,7 @@ def test_argument_errors_come_before_torch_is_imported(tmp_path: Path, args: lis
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     done = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120)
     assert message in done.stderr, done.stderr
-    assert "exit 2 False False" in done.stderr, done.stderr
+    assert "exit 2 False False False" in done.stderr, done.stderr
 
 
 def test_predict_passes_every_input_column_through(tmp_path: Path, scratch_model) -> None:

@@ -180,21 +180,24 @@ def train(
     if not data.exists():  # before any import: the commonest mistake costs nothing
         _fail(f"{data}: no such file or folder")
     from tunewise.pretrained import suited_recipe
-    from tunewise.recipes.schema import load_recipe
+    from tunewise.recipes.files import read_recipe
 
     recipe, note = suited_recipe(recipe, pretrained)
     if note:
         err.print(f"[cyan]note[/] {escape(note)}")
     try:
-        spec = load_recipe(recipe)
-        # the arguments first, torch after: a wrong path, column or recipe is an instant error
-        from tunewise.data.loading import check_source
-        from tunewise.data.normalize import NormalizerConfig
+        # the arguments first, the heavy imports after: a misspelled recipe, a wrong path or a
+        # missing column is an instant error (bench/cli_startup.py); the recipe is validated
+        # (pydantic) once the data is known to be readable
+        raw_recipe, recipe_file = read_recipe(recipe)
+        if raw_recipe.get("track", "text") == "text":
+            from tunewise.data.loading import check_source
 
-        if spec.track == "text":
             check_source(data, text_column=text_column, label_column=label_column)
-        elif not data.exists():
-            raise FileNotFoundError(f"{data}: no such file or folder")
+        from tunewise.recipes.schema import parse_recipe
+
+        spec = parse_recipe(raw_recipe, source=str(recipe_file))
+        from tunewise.data.normalize import NormalizerConfig
         from tunewise.training.run import TrainOptions, train_model
 
         if epochs is not None:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunewise import __version__
 from tunewise.batching import MicroBatcher
-from tunewise.data.normalize import CONTROL_CHARS
+from tunewise.data.encoding import CONTROL_CHARS
 from tunewise.inference import Predictor
 
 

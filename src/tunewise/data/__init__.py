@@ -1,33 +1,35 @@
-"""Data: loading, normalisation, augmentation, splitting."""
+"""Data: loading, normalisation, augmentation, splitting.
 
-from tunewise.data.loading import DataError, Example, LabelMap, LoadResult, Problem, load_data
-from tunewise.data.normalize import NormalizerConfig, SmsNormalizer
+The names below are imported when first used: the command line checks its arguments
+through :mod:`tunewise.data.loading` and :mod:`tunewise.data.encoding` alone, before paying
+for the normaliser's expressions or for numpy and scikit-learn (:mod:`tunewise.data.prepare`).
+"""
 
-# tunewise.data.prepare needs numpy and scikit-learn; it is imported when first used, so that
-# the command line can check its arguments (tunewise.data.loading) before paying for them
-_LAZY = {"DataReport", "PreparedData", "prepare_data", "split_off", "subsample"}
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "DataError": "loading",
+    "Example": "loading",
+    "LabelMap": "loading",
+    "LoadResult": "loading",
+    "Problem": "loading",
+    "load_data": "loading",
+    "NormalizerConfig": "normalize",
+    "SmsNormalizer": "normalize",
+    "DataReport": "prepare",
+    "PreparedData": "prepare",
+    "prepare_data": "prepare",
+    "split_off": "prepare",
+    "subsample": "prepare",
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from tunewise.data import prepare
-
-        return getattr(prepare, name)
+        return getattr(importlib.import_module(f"tunewise.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'tunewise.data' has no attribute {name!r}")
 
 
-__all__ = [
-    "DataError",
-    "DataReport",
-    "Example",
-    "LabelMap",
-    "LoadResult",
-    "NormalizerConfig",
-    "PreparedData",
-    "Problem",
-    "SmsNormalizer",
-    "load_data",
-    "prepare_data",
-    "split_off",
-    "subsample",
-]
+__all__ = sorted(_LAZY)

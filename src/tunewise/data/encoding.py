@@ -10,12 +10,14 @@ file is never "detected" as something exotic and a short GBK file never as Korea
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import charset_normalizer
-
 from tunewise.errors import EncodingError
+
+# NUL, bell, DEL and the C1 controls: corruption in a text, never content
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # charset-normalizer names the GB family by its smallest member that fits the sample;
 # GB18030 is a strict superset of GB2312 and GBK, so decoding with it never loses a
@@ -68,6 +70,8 @@ def decode_bytes(data: bytes, source: str = "<bytes>", partial: bool = False) ->
             continue
         if plausible(text):
             return text, encoding
+    import charset_normalizer  # only for the rare file that is none of the above
+
     best = charset_normalizer.from_bytes(data).best()
     if best is None:
         raise EncodingError(

@@ -16,10 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-import yaml
-
-from tunewise.data.encoding import decode_bytes, read_text
-from tunewise.data.normalize import CONTROL_CHARS
+from tunewise.data.encoding import CONTROL_CHARS, decode_bytes, read_text
 from tunewise.errors import DataError
 
 TEXT_COLUMNS = ("text", "content", "sms", "message", "msg", "body", "sentence", "短信", "内容", "文本")
@@ -95,6 +92,8 @@ class LabelMap:
 
     @classmethod
     def from_file(cls, path: str | Path) -> LabelMap:
+        import yaml  # label maps only: not on the way to a first error
+
         path = Path(path)
         try:
             raw = yaml.safe_load(read_text(path).text)

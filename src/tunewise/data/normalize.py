@@ -25,6 +25,8 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
+from tunewise.data.encoding import CONTROL_CHARS
+
 URL, PHONE, ACCOUNT, MONEY, NUM, ANON = "[URL]", "[PHONE]", "[ID]", "[MONEY]", "[NUM]", "[ANON]"
 URL_BRAND, URL_IP, URL_ODD, URL_SHORT = "[URL_BRAND]", "[URL_IP]", "[URL_ODD]", "[URL_SHORT]"
 URL_KINDS: tuple[str, ...] = (URL_BRAND, URL_IP, URL_ODD, URL_SHORT)
@@ -177,7 +179,6 @@ _MONEY_RE = re.compile(
 _NUMBER_RE = re.compile(_NUM)
 _SPACE_RE = re.compile(r"\s+")
 # control characters other than whitespace (NUL, bell, DEL, C1): corruption, never content
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)

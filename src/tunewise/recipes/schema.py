@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tunewise.data.encoding import read_text
 from tunewise.errors import RecipeError
+from tunewise.recipes.files import BUILTIN_DIR, builtin_recipes, read_recipe
 
-BUILTIN_DIR = Path(__file__).parent / "builtin"
+__all__ = ["BUILTIN_DIR", "Recipe", "RecipeError", "builtin_recipes", "load_recipe", "parse_recipe"]
 
 
 class _Strict(BaseModel):
@@ -391,12 +390,10 @@ class Recipe(_Strict):
         return parse_recipe(raw, source=f"recipe {self.name!r}")
 
     def to_yaml(self) -> str:
+        """The recipe as YAML that :func:`load_recipe` reads back to an equal recipe."""
+        import yaml
+
         return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
-
-
-def builtin_recipes() -> list[str]:
-    """Names of the recipes shipped with tunewise."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
@@ -406,21 +403,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         >>> load_recipe("scratch").model.architecture
         'textcnn'
     """
-    path = Path(name_or_path)
-    if not path.suffix and str(name_or_path) in builtin_recipes():
-        path = BUILTIN_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise RecipeError(
-            f"no recipe {str(name_or_path)!r}: not a built-in ({', '.join(builtin_recipes())}) "
-            "and no such YAML file"
-        )
-    try:
-        raw = yaml.safe_load(read_text(path).text)
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping of fields, found {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
+    raw, path = read_recipe(name_or_path)
     return parse_recipe(raw, source=str(path))
 
 
