@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "telecom_fraud_5"
 LABEL_MAP = Path(__file__).resolve().parents[1] / "examples" / "telecom_fraud_5.labels.yaml"
@@ -180,6 +179,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
+    import torch  # here: bench/tables.py imports this file for markdown_report alone
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
@@ -254,14 +254,21 @@ def main() -> None:
         "service": services,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    table = f"{len(texts)} messages, {args.threads} threads; model {model}\n\n" + markdown_report(result)
+    (out / "table.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+
+
+def markdown_report(result: dict) -> str:
+    """The paths table and the parity, accuracy and service lines, from a results.json
+    (BENCHMARKS.md's inference table is generated from it: bench/tables.py)."""
+    export, services = result["export"], result["service"]
     lines = [
-        f"{len(texts)} messages, {args.threads} threads; model {model}",
-        "",
         "| path | batch 64 msgs/s | vs pipeline | p50 / p99 ms per batch "
         "| batch 1 msgs/s | vs pipeline | p50 / p99 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in result["paths"]:
         lines.append(
             f"| {r['path']} | {r['batch64_msgs_per_s']:,.0f} | {r['batch64_vs_pipeline']:.2f}x | "
             f"{r['batch64_p50_ms']:.0f} / {r['batch64_p99_ms']:.0f} | {r['batch1_msgs_per_s']:,.0f} | "
@@ -270,26 +277,24 @@ def main() -> None:
     ev = export.get("eval", {})
     lines += [
         "",
-        f"ONNX fp32 parity: max probability difference {export['fp32']['max_prob_diff']:.2e}; "
+        f"- ONNX fp32 parity: max probability difference {export['fp32']['max_prob_diff']:.2e}; "
         f"int8: {export['int8']['max_prob_diff']:.2e}.",
     ]
     if ev:
         lines.append(
-            f"Macro-F1 on {ev['rows']} held-out messages ({ev['selection']}): PyTorch {ev['pytorch']:.4f}, "
+            f"- Macro-F1 on the {ev['selection']}: PyTorch {ev['pytorch']:.4f}, "
             f"ONNX fp32 {ev['onnx_fp32']:.4f}, int8 {ev['onnx_int8']:.4f} "
             f"(change {100 * ev['int8_macro_f1_change']:+.2f} points)."
         )
     for s in services:
         b = s["batching"]
         lines.append(
-            f"Service (onnx int8, loopback, concurrency {s['concurrency']}, {s['seconds']:.0f} s, "
+            f"- Service ({s['backend']}, loopback, concurrency {s['concurrency']}, {s['seconds']:.0f} s, "
             f"--max-batch {b['max_batch']}): {s['requests']:,} requests, {s['errors']} errors, "
             f"{s['requests_per_s']:.0f} req/s, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms; "
             f"{b['requests_per_batch']} requests per forward pass."
         )
-    table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n", encoding="utf-8")
-    print(table)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def markdown_tables(results: dict) -> str:
     out = ["**Test macro-F1** (mean ± sd over seeds; per seed below)", "", head, rule]
     for n in names:
         out.append(f"| {n} | " + " | ".join(fmt_score(table.get((n, f))) for f in fr) + " |")
-    out += ["", "Per seed (0 / 1 / 2):", "", head, rule]
+    seeds = sorted({r["seed"] for r in results["runs"]})
+    out += ["", f"Per seed ({' / '.join(str(s) for s in seeds)}):", "", head, rule]
     for n in names:
         row = []
         for f in fr:

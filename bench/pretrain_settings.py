@@ -20,7 +20,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tunewise.pretraining.run import PretrainOptions, pretrain
 
 DEFAULT_SETTINGS = [
     "128x64@7e-4",  # the bundled encoder's settings: the baseline
@@ -48,6 +47,8 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=6000, help="training documents per run")
     parser.add_argument("--out", default="runs/bench-pretrain-settings")
     args = parser.parse_args()
+    # here, not at the top: bench/tables.py imports this file for summarise() alone
+    from tunewise.pretraining.run import PretrainOptions, pretrain
 
     console = Console(stderr=True, soft_wrap=True)
     out = Path(args.out)

@@ -19,6 +19,7 @@ The demo's results file is a summary of ``tunewise demo``'s comparison, written 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -118,10 +119,46 @@ def _cli_startup(r: dict) -> str:
     return "| command | median | × `--help` | × Typer's floor |\n|---|---|---|---|\n" + rows
 
 
+def _bench_module(name: str):
+    """A script under bench/, imported for its report function: the tables are the script's
+    own printout, so BENCHMARKS.md shows what a run prints."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(name)
+
+
+def _learning_curve(r: dict) -> str:
+    return _bench_module("learning_curve").markdown_tables(r) + "\n"
+
+
+def _train_throughput(r: dict) -> str:
+    return _bench_module("train_throughput").markdown_table(r)
+
+
+def _inference(r: dict) -> str:
+    return _bench_module("inference").markdown_report(r)
+
+
+def _pretrain_settings(r: list) -> str:
+    return _bench_module("pretrain_settings").summarise(r)
+
+
+def _url_kinds(r: dict) -> str:
+    return r["table"] + "\n"  # the table the run printed, saved with its figures
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "cli_startup": ("cli_startup.json", _cli_startup),
     "service_soak": ("service_soak.json", _service_soak),
     "demo": ("demo.json", _demo),
+    "learning_curve_tuned": ("learning_curve_tuned.json", _learning_curve),
+    "hymenoptera_tuned": ("hymenoptera_tuned.json", _learning_curve),
+    "cifar10_tuned": ("cifar10_tuned.json", _learning_curve),
+    "train_throughput_4ep": ("train_throughput_4ep.json", _train_throughput),
+    "train_throughput": ("train_throughput.json", _train_throughput),
+    "inference": ("inference.json", _inference),
+    "pretrain_settings": ("pretrain_settings.json", _pretrain_settings),
+    "url_kinds": ("url_kinds.json", _url_kinds),
 }
 
 
@@ -165,12 +202,15 @@ def summarize_demo(results_file: Path, out: Path) -> dict:
     return summary
 
 
-def render(text: str) -> tuple[str, list[str]]:
-    """``text`` with every marked block regenerated, and the names of the blocks that changed."""
+def render(text: str, only: set[str] | None = None) -> tuple[str, list[str]]:
+    """``text`` with every marked block regenerated (or those named in ``only``), and the names
+    of the blocks that changed."""
     changed: list[str] = []
 
     def replace(m: re.Match) -> str:
         name = m["name"]
+        if only is not None and name not in only:
+            return m.group(0)
         if name not in RENDERERS:
             raise SystemExit(f"BENCHMARKS.md: no renderer for table {name!r} (bench/tables.py)")
         file, renderer = RENDERERS[name]

@@ -385,19 +385,28 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def print_table(report: dict) -> None:
-    print("\n| model | arm | samples/s | vs trainer | dev macro-F1 | Δ F1 (points) | peak RSS MB | padding |")
-    print("|---|---|---|---|---|---|---|---|")
+def markdown_table(report: dict) -> str:
+    """One row per model and arm, against Hugging Face ``Trainer`` as most people run it
+    (BENCHMARKS.md's throughput tables are generated from it: bench/tables.py)."""
+    lines = [
+        "| model | arm | samples/s | vs trainer | dev macro-F1 | Δ F1 (points) | peak RSS MB | padding |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for model, block in report["models"].items():
         arms = block["arms"]
         ref = arms.get("trainer")
         for arm, r in arms.items():
             ratio = f"{r['samples_per_s'] / ref['samples_per_s']:.2f}x" if ref else "—"
             delta = f"{100 * (r['dev_macro_f1'] - ref['dev_macro_f1']):+.2f}" if ref else "—"
-            print(
+            lines.append(
                 f"| {model} | {arm} | {r['samples_per_s']:.1f} | {ratio} | {r['dev_macro_f1']:.4f} | "
-                f"{delta} | {r['peak_rss_mb']:.0f} | {r['padding_share']:.0%} |"
+                f"{delta} | {r['peak_rss_mb']:,.0f} | {r['padding_share']:.0%} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict) -> None:
+    print("\n" + markdown_table(report))
     for model, block in report["models"].items():
         for arm, r in block["arms"].items():
             print(f"{model} {arm} profile: " + ", ".join(f"{k} {v:.2f}" for k, v in r["profile"].items()))
