@@ -729,6 +729,7 @@ def compare(
         help="Give every recipe at every fraction the same search, scored on a validation slice of "
         "the run's own labels: 'grid' (learning rate x1/3, x1, x3 of the recipe's) or 'lr-find' "
         "(the range test's rate); epochs up to a step budget with early stopping. Default: no search.",
+        metavar="grid|lr-find",
     ),
     tune_validation: float = typer.Option(
         0.2, "--tune-validation", help="With --tune: the share of each run's labels held out to choose on."
@@ -867,7 +868,10 @@ def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report and the final model go."),
     test_data: list[str] = _test_data_option(),
     tune: str | None = typer.Option(
-        None, "--tune", help="As in compare: 'grid' or 'lr-find' (slower; see BENCHMARKS.md)."
+        None,
+        "--tune",
+        help="As in compare: 'grid' or 'lr-find' (slower; see BENCHMARKS.md).",
+        metavar="grid|lr-find",
     ),
     images: bool = typer.Option(
         False,
