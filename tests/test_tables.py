@@ -37,4 +37,3 @@ def test_an_edited_figure_is_caught() -> None:
     start = text.index("<!-- table: service_soak -->")
     edited = text[:start] + text[start:].replace("**0 / 0 / 0**", "**0 / 0 / 1**", 1)
     assert tables.render(edited, only={"service_soak"})[1] == ["service_soak"]
-
