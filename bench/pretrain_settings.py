@@ -20,7 +20,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-
 DEFAULT_SETTINGS = [
     "128x64@7e-4",  # the bundled encoder's settings: the baseline
     "128x16@7e-4",
