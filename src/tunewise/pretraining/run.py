@@ -9,9 +9,11 @@ ULMFiT's middle step) and keeps its vocabulary.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from tunewise.models.tokenization import (
     train_bert_vocab,
     unk_rate,
 )
+from tunewise.parallel import map_chunks
 from tunewise.pretrained import resolve_pretrained
 from tunewise.pretraining.corpus import Corpus, load_corpus_file, load_default_corpus
 from tunewise.pretraining.mlm import (
@@ -37,6 +40,7 @@ from tunewise.pretraining.mlm import (
     MaskedLMTask,
     MaskingCollator,
     PackedDataset,
+    PackedSequence,
     pack_documents,
 )
 from tunewise.recipes.schema import parse_recipe
@@ -80,6 +84,16 @@ class PretrainOptions:
     resume: bool = False
     heldout: float = 0.01
     max_documents: int | None = None
+    # A budget in training tokens instead of --epochs: as many whole epochs as fit in it, or
+    # one epoch over a share of the packed sequences when it is less than one epoch.
+    max_tokens: int | None = None
+    # Autocast for the forward pass ("bf16" on recent GPUs and CPUs, "fp16" on GPUs) and
+    # batches accumulated per optimizer step: the GPU settings of a large run.
+    mixed_precision: str = "no"
+    gradient_accumulation_steps: int = 1
+    # Processes for normalising and counting the corpus and for masking batches (0: this
+    # process alone). The result is the same for any number.
+    workers: int = 0
     show_progress: bool = True
     log_with: str | None = "tensorboard"
 
@@ -112,6 +126,8 @@ def _recipe(opts: PretrainOptions):
             "batch_size": opts.batch_size,
             "eval_batch_size": opts.batch_size,
             "max_grad_norm": 1.0,
+            "mixed_precision": opts.mixed_precision,
+            "gradient_accumulation_steps": opts.gradient_accumulation_steps,
         },
         source="pretrain options",
     )
@@ -138,8 +154,8 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         load_corpus_file(path, corpus)
     if not corpus.documents:
         raise CorpusError("no pretraining text: give --corpus FILE or keep the default corpus")
-    normalize = SmsNormalizer()
-    corpus.documents = [d for d in (normalize(x) for x in corpus.documents) if d]
+    normalized = map_chunks(_normalize_chunk, corpus.documents, opts.workers)
+    corpus.documents = [d for chunk in normalized for d in chunk if d]
     train_docs, heldout_docs = corpus.split(opts.heldout, seed=opts.seed)
     if opts.max_documents:
         train_docs = train_docs[: opts.max_documents]
@@ -167,7 +183,9 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         if opts.resume and (out / "vocab.txt").is_file():
             tokenizer = AutoTokenizer.from_pretrained(str(out))
         elif main:
-            tokenizer = train_bert_vocab(train_docs, vocab_size=opts.size.vocab_size, min_frequency=2)
+            tokenizer = train_bert_vocab(
+                train_docs, vocab_size=opts.size.vocab_size, min_frequency=2, workers=opts.workers
+            )
         if world_size() > 1 and not (opts.resume and (out / "vocab.txt").is_file()):
             # one vocabulary for every process, or their embedding rows would mean different
             # tokens: the main process trains and saves it, the others load it
@@ -202,8 +220,16 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         f"({tokens_per_epoch:,} tokens/epoch)"
         + (" with whole-word masking (jieba)" if opts.whole_word else "")
     )
+    if opts.max_tokens is not None:
+        opts, train_seqs = _within_budget(opts, train_seqs, tokens_per_epoch)
+        tokens_per_epoch = sum(len(s.ids) for s in train_seqs)
+        console.print(
+            f"token budget {opts.max_tokens:,}: {opts.epochs} epoch(s) of {tokens_per_epoch:,} tokens "
+            f"({len(train_seqs):,} sequences)"
+        )
     train_loader = DataLoader(
         PackedDataset(train_seqs),
+        num_workers=opts.workers,  # masking in Python: on a GPU, one process cannot keep up
         batch_sampler=LengthBucketBatchSampler([len(s.ids) for s in train_seqs], opts.batch_size, opts.seed),
         collate_fn=MaskingCollator(tokenizer, opts.mask_probability, seed=opts.seed),
     )
@@ -240,13 +266,18 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
         "heldout_documents": len(heldout_docs),
         "heldout_note": "held-out documents are never seen in pretraining; metrics below are on them",
         "max_length": opts.max_length,
+        "token_budget": opts.max_tokens,
+        "train_tokens": tokens_per_epoch * result.epochs_run,
+        "mixed_precision": opts.mixed_precision,
+        "gradient_accumulation_steps": opts.gradient_accumulation_steps,
         "whole_word_masking": opts.whole_word,
         "mask_probability": opts.mask_probability,
         "batch_size": opts.batch_size,
         "peak_lr": opts.lr,
         "from": str(opts.from_dir) if opts.from_dir else None,
         "epochs": result.epochs_run,
-        "steps": len(train_loader) * result.epochs_run,
+        # optimizer steps: one per `gradient_accumulation_steps` batches, and one for an epoch's rest
+        "steps": math.ceil(len(train_loader) / opts.gradient_accumulation_steps) * result.epochs_run,
         "tokens_per_epoch": tokens_per_epoch,
         "train_tokens_per_second": round(tokens_per_epoch * len(result.history) / max(train_seconds, 1e-9)),
         "wall_time_s": round(time.perf_counter() - started, 1),
@@ -278,6 +309,43 @@ def pretrain(opts: PretrainOptions, console: Console | None = None) -> PretrainO
     return PretrainOutcome(out, result, card)
 
 
+def _normalize_chunk(documents: Sequence[str]) -> list[str]:
+    normalize = SmsNormalizer()
+    return [normalize(d) for d in documents]
+
+
+def _within_budget(
+    opts: PretrainOptions, train_seqs: list[PackedSequence], tokens_per_epoch: int
+) -> tuple[PretrainOptions, list[PackedSequence]]:
+    """The epochs (and, under one epoch, the sequences) that a token budget allows.
+
+    The sequences were packed from shuffled documents, so their first ``k`` are a random
+    share of the corpus. Whole epochs only: the learning-rate schedule and the checkpoints
+    are per epoch, and the budget is never exceeded by more than one sequence.
+
+    Example:
+        >>> seqs = [PackedSequence([1] * 10, [True] * 10) for _ in range(10)]
+        >>> o, s = _within_budget(PretrainOptions(out="x", max_tokens=250), seqs, 100)
+        >>> o.epochs, len(s)
+        (2, 10)
+        >>> o, s = _within_budget(PretrainOptions(out="x", max_tokens=35), seqs, 100)
+        >>> o.epochs, len(s)
+        (1, 4)
+    """
+    budget = opts.max_tokens
+    if budget is None or budget <= 0:
+        raise CorpusError(f"the token budget must be a positive number of tokens, not {budget}")
+    if budget >= tokens_per_epoch:
+        return replace(opts, epochs=budget // tokens_per_epoch), train_seqs
+    kept, total = [], 0
+    for seq in train_seqs:
+        if total >= budget:
+            break
+        kept.append(seq)
+        total += len(seq.ids)
+    return replace(opts, epochs=1), kept
+
+
 def _lineage(from_dir: str | Path | None) -> list[dict]:
     """The pretraining runs an encoder continued from, oldest first (from their model cards),
     so a continued or domain-adapted encoder still records every command and step behind it."""
@@ -291,6 +359,18 @@ def _lineage(from_dir: str | Path | None) -> list[dict]:
     keys = ("command", "from", "epochs", "steps", "tokens_per_epoch", "wall_time_s")
     keys += ("heldout_masked_accuracy",)
     return [*previous.get("lineage", []), {k: previous.get(k) for k in keys}]
+
+
+def _budget_line(card: dict) -> str:
+    """The large-run settings, when a run used any (older cards have none of these keys)."""
+    parts = []
+    if card.get("token_budget"):
+        parts.append(f"token budget {card['token_budget']:,} ({card['train_tokens']:,} trained)")
+    if card.get("mixed_precision", "no") != "no":
+        parts.append(f"mixed precision {card['mixed_precision']}")
+    if card.get("gradient_accumulation_steps", 1) > 1:
+        parts.append(f"{card['gradient_accumulation_steps']} batches accumulated per step")
+    return ("\n- Large-run settings: " + "; ".join(parts)) if parts else ""
 
 
 def model_card_markdown(card: dict) -> str:
@@ -325,7 +405,7 @@ Load it like any Hugging Face checkpoint: `--pretrained DIR`, or
   batches of {card.get("batch_size", "?")}, peak learning rate {card.get("peak_lr", "?")},
   {card.get("mask_probability", 0.15):.0%} of tokens masked,
   whole-word masking: {card["whole_word_masking"]}; {card["train_tokens_per_second"]:,} tokens/s;
-  wall time {card["wall_time_s"]:,.0f} s
+  wall time {card["wall_time_s"]:,.0f} s{_budget_line(card)}
 - Held-out evaluation ({card["heldout_documents"]:,} documents never seen in pretraining):
   MLM loss **{card["heldout_mlm_loss"]:.4f}**,
   masked-token accuracy **{card["heldout_masked_accuracy"]:.4f}**,
