@@ -143,6 +143,19 @@ def _pretrain_settings(r: list) -> str:
     return _bench_module("pretrain_settings").summarise(r)
 
 
+def _cpu_bf16(r: dict) -> str:
+    cpu = f"{r['cpu_capability']}, {r['cores']} cores, {r['threads']} threads"
+    fp32 = f"{r['fp32_step_s']:.2f} s ({r['fp32_tokens_per_s']:,} tokens/s)"
+    bf16 = f"{r['bf16_step_s']:.2f} s ({r['bf16_tokens_per_s']:,} tokens/s)"
+    native = "yes" if r["native_bf16"] else "no"
+    ratio = f"**{r['bf16_over_fp32_time']}x**"
+    return (
+        "| CPU | native bf16 | model, batch | fp32 step | bf16 step | bf16 / fp32 time |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| {cpu} | {native} | {r['model']}, {r['batch']} | {fp32} | {bf16} | {ratio} |\n"
+    )
+
+
 def _url_kinds(r: dict) -> str:
     return r["table"] + "\n"  # the table the run printed, saved with its figures
 
@@ -159,6 +172,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "inference": ("inference.json", _inference),
     "pretrain_settings": ("pretrain_settings.json", _pretrain_settings),
     "url_kinds": ("url_kinds.json", _url_kinds),
+    "cpu_bf16": ("cpu_bf16.json", _cpu_bf16),
 }
 
 

@@ -303,3 +303,12 @@ def test_gpu_pretraining_script_rehearses_on_cpu_and_packs_a_loadable_encoder(tm
         text=True,
     )
     assert broken.returncode != 0 and "SHA-256 differs" in broken.stderr
+
+
+def test_cpu_bf16_bench_times_both_precisions(tmp_path: Path) -> None:
+    out = tmp_path / "bf16.json"
+    run_bench("cpu_bf16.py", "--layers", "1", "--hidden", "64", "--batch", "2", "--length", "16",
+              "--repeats", "1", "--out", str(out))  # fmt: skip
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["fp32_step_s"] > 0 and report["bf16_step_s"] > 0 and report["bf16_over_fp32_time"] > 0
+    assert isinstance(report["native_bf16"], bool)

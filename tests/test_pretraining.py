@@ -272,6 +272,10 @@ def test_compressed_corpus_folder_with_a_token_budget_bf16_and_accumulation(tmp_
     assert card["mixed_precision"] == "bf16" and card["gradient_accumulation_steps"] == 2
     readme = (out / "README.md").read_text()
     assert "token budget 1,500" in readme and "mixed precision bf16" in readme
+    from tunewise.training.loop import _native_cpu_bf16
+
+    if not _native_cpu_bf16():  # this CPU emulates bf16: the user is told it is slow here
+        assert "emulates (no native bf16 instructions)" in " ".join(result.output.split())
 
     broken = tmp_path / "broken"
     broken.mkdir()

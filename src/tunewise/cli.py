@@ -1137,7 +1137,8 @@ def pretrain(
     precision: str = typer.Option(
         "no",
         "--precision",
-        help="Mixed precision for the forward pass: no, bf16 (recent GPUs, CPUs) or fp16 (GPUs).",
+        help="Mixed precision for the forward pass: no, bf16 (recent GPUs; CPUs with native bf16 "
+        "only, elsewhere it is emulated and far slower) or fp16 (GPUs).",
         metavar="no|bf16|fp16",
     ),
     grad_accum: int = typer.Option(

@@ -102,6 +102,15 @@ def _set_trainable_exactly(model: torch.nn.Module, names: list[str]) -> None:
         p.requires_grad_(name in wanted)
 
 
+def _native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16, AMX); where it does not, autocast
+    to bf16 is emulated and slow. Unknown (a torch without the probe) counts as native."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
 def fit(
     model: torch.nn.Module,
     train_loader: DataLoader,
@@ -151,6 +160,12 @@ def fit(
         raise RecipeError(
             f"recipe {recipe.name!r}: mixed_precision fp16 needs a GPU (its loss scaler runs on CUDA); "
             "on a CPU use bf16"
+        )
+    if recipe.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not _native_cpu_bf16():
+        console.print(
+            f"[yellow]warning[/]: recipe {recipe.name!r} asks for bf16, which this CPU emulates (no "
+            "native bf16 instructions): a step is far slower than in fp32 (27x for a 6-layer BERT "
+            "on a 2-core AMD EPYC, BENCHMARKS.md); mixed_precision: no is faster here"
         )
     # every process takes its slice of each global batch; see tunewise.training.distributed
     rank, n_proc = accelerator.process_index, accelerator.num_processes
