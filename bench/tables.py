@@ -170,6 +170,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "train_throughput_4ep": ("train_throughput_4ep.json", _train_throughput),
     "train_throughput": ("train_throughput.json", _train_throughput),
     "inference": ("inference.json", _inference),
+    "inference_small_size": ("inference_small_size.json", _inference),
     "pretrain_settings": ("pretrain_settings.json", _pretrain_settings),
     "url_kinds": ("url_kinds.json", _url_kinds),
     "cpu_bf16": ("cpu_bf16.json", _cpu_bf16),
