@@ -119,28 +119,16 @@ def _cli_startup(r: dict) -> str:
     return "| command | median | × `--help` | × Typer's floor |\n|---|---|---|---|\n" + rows
 
 
-def _bench_module(name: str):
-    """A script under bench/, imported for its report function: the tables are the script's
-    own printout, so BENCHMARKS.md shows what a run prints."""
-    if str(ROOT / "bench") not in sys.path:
-        sys.path.insert(0, str(ROOT / "bench"))
-    return importlib.import_module(name)
+def _script_report(script: str, function: str, newline: str = "") -> Callable[[dict], str]:
+    """The report function of a script under bench/: the table is the script's own printout,
+    so BENCHMARKS.md shows what a run prints."""
 
+    def render(results: dict) -> str:
+        if str(ROOT / "bench") not in sys.path:
+            sys.path.insert(0, str(ROOT / "bench"))
+        return getattr(importlib.import_module(script), function)(results) + newline
 
-def _learning_curve(r: dict) -> str:
-    return _bench_module("learning_curve").markdown_tables(r) + "\n"
-
-
-def _train_throughput(r: dict) -> str:
-    return _bench_module("train_throughput").markdown_table(r)
-
-
-def _inference(r: dict) -> str:
-    return _bench_module("inference").markdown_report(r)
-
-
-def _pretrain_settings(r: list) -> str:
-    return _bench_module("pretrain_settings").summarise(r)
+    return render
 
 
 def _cpu_bf16(r: dict) -> str:
@@ -160,20 +148,25 @@ def _url_kinds(r: dict) -> str:
     return r["table"] + "\n"  # the table the run printed, saved with its figures
 
 
-RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
-    "cli_startup": ("cli_startup.json", _cli_startup),
-    "service_soak": ("service_soak.json", _service_soak),
-    "demo": ("demo.json", _demo),
-    "learning_curve_tuned": ("learning_curve_tuned.json", _learning_curve),
-    "hymenoptera_tuned": ("hymenoptera_tuned.json", _learning_curve),
-    "cifar10_tuned": ("cifar10_tuned.json", _learning_curve),
-    "train_throughput_4ep": ("train_throughput_4ep.json", _train_throughput),
-    "train_throughput": ("train_throughput.json", _train_throughput),
-    "inference": ("inference.json", _inference),
-    "inference_small_size": ("inference_small_size.json", _inference),
-    "pretrain_settings": ("pretrain_settings.json", _pretrain_settings),
-    "url_kinds": ("url_kinds.json", _url_kinds),
-    "cpu_bf16": ("cpu_bf16.json", _cpu_bf16),
+_learning_curve = _script_report("learning_curve", "markdown_tables", newline="\n")
+_train_throughput = _script_report("train_throughput", "markdown_table")
+_inference = _script_report("inference", "markdown_report")
+
+# a table named NAME is rendered from bench/results/NAME.json
+RENDERERS: dict[str, Callable[[dict], str]] = {
+    "cli_startup": _cli_startup,
+    "service_soak": _service_soak,
+    "demo": _demo,
+    "learning_curve_tuned": _learning_curve,
+    "hymenoptera_tuned": _learning_curve,
+    "cifar10_tuned": _learning_curve,
+    "train_throughput_4ep": _train_throughput,
+    "train_throughput": _train_throughput,
+    "inference": _inference,
+    "inference_small_size": _inference,
+    "pretrain_settings": _script_report("pretrain_settings", "summarise"),
+    "url_kinds": _url_kinds,
+    "cpu_bf16": _cpu_bf16,
 }
 
 
@@ -228,8 +221,7 @@ def render(text: str, only: set[str] | None = None) -> tuple[str, list[str]]:
             return m.group(0)
         if name not in RENDERERS:
             raise SystemExit(f"BENCHMARKS.md: no renderer for table {name!r} (bench/tables.py)")
-        file, renderer = RENDERERS[name]
-        body = renderer(json.loads((RESULTS / file).read_text(encoding="utf-8")))
+        body = RENDERERS[name](json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8")))
         if body != m["body"]:
             changed.append(name)
         return m.group(1) + body + m.group(4)
